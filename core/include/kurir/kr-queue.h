@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kr-queue.h - durable queue files and queue directories.
+ *
+ * DATA_DIR/queue/{maildrop,incoming,active,deferred,hold,corrupt}/ hold
+ * one file per message, named by its queue ID. The record format is
+ * described in docs/queue-format.md and core/kr-qfile.c. A file is
+ * written under a temporary name (DIR/.tmp-ID), fsync'd, renamed to
+ * DIR/ID and the directory fsync'd: a file with a visible name is always
+ * complete. Recipient status slots are updated in place.
+ *
+ * Blocking functions (marked B) do disk I/O with fsync: call them from a
+ * worker thread (kr-worker.h), never the event loop. kr_msg_commit_async
+ * does that for you.
+ *
+ *   kr_queue_dir_path(dir)             DATA_DIR/queue/<dir>
+ *   kr_msg_new_spool(dir, error)       a new message being received
+ *   kr_msg_commit(msg, dir, error)     B: write envelope, fsync, rename
+ *   kr_msg_commit_async(...)           the same in a worker thread
+ *   kr_msg_load(dir, id, error)        parse a queue file (B: reads)
+ *   kr_msg_move(msg, dir, error)       B: rename to another queue dir
+ *   kr_msg_remove(msg, error)          B: unlink + dir fsync
+ *   kr_msg_rewrite_envelope(msg, err)  B: rewrite the envelope records
+ *   kr_queue_list(dir)                 queue IDs present in dir
+ *   kr_queue_quarantine(dir, id, why)  B: move a bad file to corrupt/
+ */
+#ifndef KURIR_KR_QUEUE_H
+#define KURIR_KR_QUEUE_H
+
+#include <glib.h>
+#include "kr-msg.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+    KR_QUEUE_MAILDROP = 0,
+    KR_QUEUE_INCOMING,
+    KR_QUEUE_ACTIVE,
+    KR_QUEUE_DEFERRED,
+    KR_QUEUE_HOLD,
+    KR_QUEUE_CORRUPT,
+    KR_QUEUE_N_DIRS
+} KrQueueDir;
+
+#define KR_QUEUE_ID_LEN 14 /* characters in a queue ID */
+
+KR_API const char *kr_queue_dir_name(KrQueueDir dir);
+KR_API char *kr_queue_dir_path(KrQueueDir dir);
+/* Parse "incoming" etc.; FALSE if unknown. */
+KR_API gboolean kr_queue_dir_from_name(const char *name, KrQueueDir *dir_r);
+/* TRUE if id has the shape of a queue ID (safe as a file name). */
+KR_API gboolean kr_queue_id_valid(const char *id);
+/* Which directory the message's file is in now. */
+KR_API KrQueueDir kr_msg_queue_dir(const KrMsg *msg);
+
+KR_API KrMsg *kr_msg_new_spool(KrQueueDir dir, GError **error);
+KR_API gboolean kr_msg_commit(KrMsg *msg, KrQueueDir dir, GError **error);
+typedef void (*KrCommitFunc)(KrMsg *msg, const GError *error, gpointer user_data);
+KR_API void kr_msg_commit_async(KrMsg *msg, KrQueueDir dir, KrCommitFunc done, gpointer user_data);
+/* Abandon an uncommitted spool: the temporary file is removed. */
+KR_API void kr_msg_discard(KrMsg *msg);
+
+KR_API KrMsg *kr_msg_load(KrQueueDir dir, const char *id, GError **error);
+KR_API gboolean kr_msg_move(KrMsg *msg, KrQueueDir dir, GError **error);
+KR_API gboolean kr_msg_remove(KrMsg *msg, GError **error);
+KR_API gboolean kr_msg_rewrite_envelope(KrMsg *msg, GError **error);
+/* A new spool holding a copy of msg's logical content, no recipients,
+ * for expansions and bounces. Blocking (copies the content). */
+KR_API KrMsg *kr_msg_new_copy(KrMsg *msg, KrQueueDir dir, GError **error);
+
+KR_API GPtrArray *kr_queue_list(KrQueueDir dir);
+KR_API void kr_queue_quarantine(KrQueueDir dir, const char *id, const char *why);
+
+G_END_DECLS
+#endif
