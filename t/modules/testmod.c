@@ -134,7 +134,6 @@ tag_process(KrStage *stage, KrJob *job)
 
 static const KrStageType tm_types[] = {
     {.struct_size = sizeof(KrStageType), .name = "test-pass", .process = pass_process},
-#ifndef TM_DUP
     {.struct_size = sizeof(KrStageType), .name = "test-entry", .flags = KR_STAGE_ENTRY,
      .process = pass_process},
     {.struct_size = sizeof(KrStageType), .name = "test-async", .settings = async_settings,
@@ -146,8 +145,13 @@ static const KrStageType tm_types[] = {
      .process = split_process},
     {.struct_size = sizeof(KrStageType), .name = "test-tag", .flags = KR_STAGE_TERMINAL,
      .process = tag_process},
-#endif
 };
+
+#ifdef TM_DUP
+#define TM_N_TYPES 1 /* only test-pass: clashes with testgood */
+#else
+#define TM_N_TYPES G_N_ELEMENTS(tm_types)
+#endif
 
 static int
 cmd_run(KrModule *mod, int argc, char **argv)
@@ -168,14 +172,10 @@ tm_init(KrModule *mod, GError **error)
     g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "init refused on purpose");
     return FALSE;
 #endif
-    for (gsize i = 0; i < G_N_ELEMENTS(tm_types); i++)
+    for (gsize i = 0; i < TM_N_TYPES; i++)
         if (!kr_register_stage(mod, &tm_types[i], error))
             return FALSE;
-#ifndef TM_DUP
-    if (!kr_register_command(mod, &tm_cmd, error))
-        return FALSE;
-#endif
-    return TRUE;
+    return TM_N_TYPES == 1 || kr_register_command(mod, &tm_cmd, error);
 }
 
 #ifndef TM_NODESC
