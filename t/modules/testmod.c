@@ -203,5 +203,5 @@ KR_PUBLIC const KrModuleDesc G_PASTE(kr_module_, TM_SYM) = {
     .init = tm_init,
 };
 #else
-KR_PUBLIC int tm_not_a_descriptor = 1;
+KR_PUBLIC const void *const tm_not_a_descriptor[] = {(const void *)tm_init, tm_settings};
 #endif
