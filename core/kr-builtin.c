@@ -73,10 +73,17 @@ static const KrModuleDesc core_desc = {
     .summary = "the core's own stage types",
 };
 
+static KrModule core_mod = {.desc = &core_desc, .name = (char *)"core"};
+
+KrModule *
+kr_builtin_module(void)
+{
+    return &core_mod;
+}
+
 void
 kr_builtin_register(void)
 {
-    static KrModule core_mod = {.desc = &core_desc, .name = (char *)"core"};
     if (kr_registry_stage("maildrop"))
         return;
     kr_registry_begin(&core_mod);

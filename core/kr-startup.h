@@ -34,6 +34,8 @@ KR_INTERNAL gboolean kr_startup_reload(const char *config_file, gboolean *restar
 
 /* kr-builtin.c: the core's own stage types (maildrop entry, ...). */
 KR_INTERNAL void kr_builtin_register(void);
+/* The pseudo-module "core", for the core's own registrations. */
+KR_INTERNAL KrModule *kr_builtin_module(void);
 
 /* kr-listener.c */
 KR_INTERNAL void kr_listeners_parse(config_setting_t *list, GPtrArray *errors);

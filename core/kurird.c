@@ -104,6 +104,17 @@ on_hup(gpointer ud)
     return G_SOURCE_CONTINUE;
 }
 
+static gboolean
+control_reload(gpointer self, int argc, char **argv, GString *out)
+{
+    on_hup(NULL);
+    g_string_append(out, "reloading (see the log)\n");
+    return TRUE;
+}
+
+static const KrControl reload_control = {
+    .struct_size = sizeof(KrControl), .name = "reload", .handle = control_reload};
+
 int
 main(int argc, char **argv)
 {
@@ -145,6 +156,9 @@ main(int argc, char **argv)
         return 1;
     }
     loop = g_main_loop_new(NULL, FALSE);
+    kr_registry_begin(kr_builtin_module());
+    kr_register_control(kr_builtin_module(), &reload_control, NULL);
+    kr_registry_end();
     if (!kr_queue_init_dirs(&err) || !kr_control_start(&err) || !kr_listeners_start(&err)) {
         g_critical("not started: %s", err->message);
         return 1;
