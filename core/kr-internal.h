@@ -8,6 +8,9 @@
 
 #include <kurir/kurir.h>
 #include <libconfig.h>
+#include <gio/gio.h>
+#include <errno.h>
+#include <string.h>
 
 #define KR_INTERNAL __attribute__((visibility("default")))
 #define KR_VERSION "0.1"

@@ -292,7 +292,14 @@ kr_pipeline_build(config_setting_t *group, GPtrArray *errors)
         parse_node(config_setting_get_elem(group, i), g, errors);
 
     /* Edges, then reachability from entry nodes, then cycles. */
-    GPtrArray *all = g_hash_table_get_values_as_ptr_array(g);
+    GPtrArray *all = g_ptr_array_new();
+    {
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, g);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            g_ptr_array_add(all, v);
+    }
     g_ptr_array_sort(all, cmp_stage_line);
     GHashTable *targets = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < all->len; i++) {

@@ -11,7 +11,7 @@
  * unloaded, so static const structs are the norm).
  */
 #include "kr-registry-private.h"
-#include "kr-worker.h"
+#include <kurir/kr-worker.h>
 
 typedef struct {
     KrModule *mod;
