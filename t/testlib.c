@@ -37,7 +37,8 @@ cleanup_tmpdirs(void)
 void
 kr_test_init(int *argc, char ***argv)
 {
-    char **nargv = g_new0(char *, *argc + 2);
+    static char **nargv; /* lives until exit, like argv */
+    nargv = g_new0(char *, *argc + 2);
     nargv[0] = (*argv)[0];
     nargv[1] = (char *)"--tap";
     for (int i = 1; i < *argc; i++)
@@ -69,7 +70,8 @@ kr_test_build_dir(void)
         const char *b = g_getenv("KURIR_BUILD");
         if (!b)
             b = "build";
-        dir = g_path_is_absolute(b) ? g_strdup(b) : g_build_filename(g_get_current_dir(), b, NULL);
+        g_autofree char *cwd = g_get_current_dir();
+        dir = g_path_is_absolute(b) ? g_strdup(b) : g_build_filename(cwd, b, NULL);
     }
     return dir;
 }
