@@ -403,8 +403,9 @@ parse_headers(KrMsg *msg)
         else if (whole)
             lend = n; /* last line of the content, no line end */
         else {
-            /* A line cut by the block limit: the field may continue. */
-            hdr_free(g_steal_pointer(&cur));
+            /* A line cut by the block limit: drop the field it belongs to. */
+            if (cur && is_wsp(buf[p]))
+                hdr_free(g_steal_pointer(&cur));
             ended = TRUE;
             break;
         }

@@ -873,10 +873,10 @@ kr_msg_load(KrQueueDir dir, const char *id, GError **error)
         msg = load_with(fd, dir, id, &fh[i], &errs[i]);
         if (msg) {
             msg->live_hdr = i;
-            msg->gen = MAX(fh[0].gen * ok[0], fh[1].gen * ok[1]);
-            if (k == 1)
-                g_message("%s: newest header copy unusable (%s), using the other", id,
-                          errs[first] ? errs[first]->message : "?");
+            msg->gen = MAX(ok[0] ? fh[0].gen : 0, ok[1] ? fh[1].gen : 0);
+            if (errs[1 - i])
+                g_message("%s: header copy %c unusable (%s), using copy %c", id,
+                          i == 0 ? 'B' : 'A', errs[1 - i]->message, i == 0 ? 'A' : 'B');
         }
     }
     if (!msg) {
