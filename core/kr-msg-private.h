@@ -15,15 +15,15 @@
 #include "kr-internal.h"
 
 /* Bounds shared by the writer and the (untrusting) reader. */
-#define KR_MSG_MAX_RCPTS 100000
-#define KR_MSG_MAX_ATTRS 10000
-#define KR_MSG_MAX_EDITS 10000
-#define KR_MSG_MAX_ADDR 65536             /* bytes in one address or ORCPT */
-#define KR_MSG_ATTR_KEY_MAX 64
-#define KR_MSG_ATTR_VALUE_MAX 4096
-#define KR_MSG_HDR_NAME_MAX 256
-#define KR_MSG_HDR_VALUE_MAX 65536
-#define KR_MSG_MAX_HEADERS 1000           /* parsed from the content */
+#define KR_MSG_MAX_RCPTS        100000
+#define KR_MSG_MAX_ATTRS        10000
+#define KR_MSG_MAX_EDITS        10000
+#define KR_MSG_MAX_ADDR         65536 /* bytes in one address or ORCPT */
+#define KR_MSG_ATTR_KEY_MAX     64
+#define KR_MSG_ATTR_VALUE_MAX   4096
+#define KR_MSG_HDR_NAME_MAX     256
+#define KR_MSG_HDR_VALUE_MAX    65536
+#define KR_MSG_MAX_HEADERS      1000 /* parsed from the content */
 #define KR_MSG_MAX_HEADER_BLOCK (256 * 1024)
 
 /* A recipient as allocated by the core: the public part first, so a
@@ -73,8 +73,8 @@ struct KrMsg {
     goffset env_off;     /* live envelope (committed files) */
     goffset env_len;
     guint32 env_crc;
-    guint32 gen;      /* highest header generation seen */
-    int live_hdr;     /* header copy (0/1) that points at the live envelope */
+    guint32 gen;         /* highest header generation seen */
+    int live_hdr;        /* header copy (0/1) that points at the live envelope */
     GError *write_error; /* sticky spool write error */
 
     /* Lazily built views of the content, under lock. */

@@ -204,8 +204,7 @@ cut_utf8(const char *s, gsize max)
 }
 
 void
-kr_rcpt_set_result(KrRcpt *rcpt, KrRcptState state, int code, const char *ecode,
-                   const char *diag)
+kr_rcpt_set_result(KrRcpt *rcpt, KrRcptState state, int code, const char *ecode, const char *diag)
 {
     g_return_if_fail(rcpt != NULL);
     rcpt->state = state;
@@ -460,31 +459,29 @@ ensure_headers(KrMsg *msg)
         parse_headers(msg);
 }
 
-/* Is edit i (a prepend) hidden by a later removal? */
-static gboolean
-edit_hidden(const KrMsg *msg, guint i)
+/* One pass over the edits, newest first: which prepends are visible (not
+ * hidden by a later removal), and the set of removed names (lowercase),
+ * which hides stored headers. */
+static gboolean *
+edit_visibility(const KrMsg *msg, GHashTable **removed_r)
 {
-    const KrHdrEdit *e = msg->edits->pdata[i];
-    for (guint j = i + 1; j < msg->edits->len; j++) {
-        const KrHdrEdit *r = msg->edits->pdata[j];
-        if (r->remove && g_ascii_strcasecmp(r->name, e->name) == 0)
-            return TRUE;
+    GHashTable *removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    gboolean *visible = g_new0(gboolean, msg->edits->len + 1);
+    for (guint i = msg->edits->len; i-- > 0;) {
+        const KrHdrEdit *e = msg->edits->pdata[i];
+        char *low = g_ascii_strdown(e->name, -1);
+        if (e->remove) {
+            g_hash_table_add(removed, low);
+        } else {
+            visible[i] = !g_hash_table_contains(removed, low);
+            g_free(low);
+        }
     }
-    return FALSE;
+    *removed_r = removed;
+    return visible;
 }
 
-static gboolean
-orig_removed(const KrMsg *msg, const char *name)
-{
-    for (guint j = 0; j < msg->edits->len; j++) {
-        const KrHdrEdit *r = msg->edits->pdata[j];
-        if (r->remove && g_ascii_strcasecmp(r->name, name) == 0)
-            return TRUE;
-    }
-    return FALSE;
-}
-
-/* The n-th visible header called name; n_r counts matches when NULL. */
+/* The n-th visible header called name; with count_r, count them instead. */
 static const char *
 find_header(KrMsg *msg, const char *name, guint n, guint *count_r)
 {
@@ -492,23 +489,28 @@ find_header(KrMsg *msg, const char *name, guint n, guint *count_r)
     g_mutex_lock(&msg->lock);
     ensure_headers(msg);
     g_mutex_unlock(&msg->lock);
+    gboolean removed = FALSE; /* by an edit newer than the one at hand */
     for (guint i = msg->edits->len; i-- > 0;) {
         const KrHdrEdit *e = msg->edits->pdata[i];
-        if (e->remove || g_ascii_strcasecmp(e->name, name) != 0 || edit_hidden(msg, i))
+        if (g_ascii_strcasecmp(e->name, name) != 0)
+            continue;
+        if (e->remove) {
+            removed = TRUE;
+            continue;
+        }
+        if (removed)
             continue;
         if (!count_r && seen == n)
             return e->unfolded;
         seen++;
     }
-    if (!orig_removed(msg, name)) {
-        for (guint i = 0; i < msg->hdrs->len; i++) {
-            const KrHdr *h = msg->hdrs->pdata[i];
-            if (g_ascii_strcasecmp(h->name, name) != 0)
-                continue;
-            if (!count_r && seen == n)
-                return h->value;
-            seen++;
-        }
+    for (guint i = 0; !removed && i < msg->hdrs->len; i++) {
+        const KrHdr *h = msg->hdrs->pdata[i];
+        if (g_ascii_strcasecmp(h->name, name) != 0)
+            continue;
+        if (!count_r && seen == n)
+            return h->value;
+        seen++;
     }
     if (count_r)
         *count_r = seen;
@@ -579,10 +581,12 @@ build_map(KrMsg *msg)
 {
     ensure_headers(msg);
     const char *eol = msg->crlf ? "\r\n" : "\n";
+    GHashTable *removed;
+    g_autofree gboolean *visible = edit_visibility(msg, &removed);
     GString *mem = g_string_new(NULL);
     for (guint i = msg->edits->len; i-- > 0;) {
         const KrHdrEdit *e = msg->edits->pdata[i];
-        if (e->remove || edit_hidden(msg, i))
+        if (!visible[i])
             continue;
         g_string_append(mem, e->name);
         g_string_append(mem, ": ");
@@ -603,12 +607,14 @@ build_map(KrMsg *msg)
     append_seg(map->segs, &loff, (goffset)mem->len, -1, 0);
     for (guint i = 0; i < msg->hdrs->len; i++) {
         const KrHdr *h = msg->hdrs->pdata[i];
-        if (!orig_removed(msg, h->name))
+        g_autofree char *low = g_ascii_strdown(h->name, -1);
+        if (!g_hash_table_contains(removed, low))
             continue;
         append_seg(map->segs, &loff, h->start - raw, raw, 0);
         raw = h->end;
     }
     append_seg(map->segs, &loff, msg->raw_size - raw, raw, 0);
+    g_hash_table_unref(removed);
     map->size = loff;
     map->mem = g_string_free(mem, FALSE);
     return map;
@@ -691,8 +697,7 @@ write_all(int fd, const char *p, gsize len, GError **error)
             if (errno == EINTR)
                 continue;
             int e = errno;
-            g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "write: %s",
-                        g_strerror(e));
+            g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "write: %s", g_strerror(e));
             return FALSE;
         }
         p += w;

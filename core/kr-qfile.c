@@ -49,17 +49,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define QF_MAGIC "KRQ1"
-#define QF_VERSION 1
-#define QF_HDR_SIZE 64
+#define QF_MAGIC       "KRQ1"
+#define QF_VERSION     1
+#define QF_HDR_SIZE    64
 #define QF_CONTENT_OFF (2 * QF_HDR_SIZE)
-#define QF_REC_HDR 5                        /* type (1) + length (4) */
-#define QF_REC_MAX (16 * 1024 * 1024)       /* longest record */
-#define QF_ENV_MAX ((goffset)1 << 30)       /* longest envelope */
+#define QF_REC_HDR     5                    /* type (1) + length (4) */
+#define QF_REC_MAX     (16 * 1024 * 1024)   /* longest record */
+#define QF_ENV_MAX     ((goffset)1 << 30)   /* longest envelope */
 #define QF_STATUS_SIZE 464                  /* one status copy */
-#define QF_SLOT_SIZE (2 * QF_STATUS_SIZE)   /* a recipient's slot */
-#define QF_RCPT_FIXED 12                    /* notify, addr len, orcpt len */
-#define QF_NO_ORCPT 0xFFFFFFFFu
+#define QF_SLOT_SIZE   (2 * QF_STATUS_SIZE) /* a recipient's slot */
+#define QF_RCPT_FIXED  12                   /* notify, addr len, orcpt len */
+#define QF_NO_ORCPT    0xFFFFFFFFu
 
 enum {
     REC_ID = 'I',
@@ -149,8 +149,7 @@ set_errno_error(GError **error, int e, const char *what, const char *path)
     return FALSE;
 }
 
-static gboolean G_GNUC_PRINTF(2, 3)
-bad(GError **error, const char *fmt, ...)
+static gboolean G_GNUC_PRINTF(2, 3) bad(GError **error, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -530,20 +529,18 @@ kr_msg_commit(KrMsg *msg, KrQueueDir dir, GError **error)
     g_autofree char *to = file_path(dir, msg->id);
     if (rename_noreplace(from, to) != 0)
         return set_errno_error(error, errno, "cannot rename to", to);
-    KrQueueDir old = msg->dir;
     msg->committed = TRUE;
     msg->dir = dir;
     msg->gen = 1;
     msg->live_hdr = 0;
     adopt_envelope(msg, env_off, env->len, crc, slot_offs);
+    /* Only the new name must be durable: should the spool's .tmp- name
+     * come back after a crash, it is debris for the recovery scan. If this
+     * fails the file is visible anyway: the caller must not acknowledge,
+     * so the message may be delivered and sent again (at-least-once). */
     g_autofree char *dpath = kr_queue_dir_path(dir);
     if (!fsync_dir(dpath, error))
         return FALSE;
-    if (old != dir) {
-        g_autofree char *opath = kr_queue_dir_path(old);
-        if (!fsync_dir(opath, error))
-            return FALSE;
-    }
     g_debug("%s: committed to %s, size=%" G_GINT64_FORMAT ", nrcpt=%u", msg->id,
             kr_queue_dir_name(dir), (gint64)msg->raw_size, msg->rcpts->len);
     return TRUE;
@@ -633,8 +630,8 @@ decode_header(const guint8 *h, goffset size, FileHeader *fh, GError **error)
         return bad(error, "unsupported queue file version %u", get16(h + 4));
     guint64 co = get64(h + 16), cl = get64(h + 24), eo = get64(h + 32), el = get64(h + 40);
     guint64 sz = (guint64)size;
-    if (co < QF_CONTENT_OFF || co > sz || cl > sz - co || eo < co + cl || eo > sz ||
-        el > sz - eo || el < QF_REC_HDR + 8 || el > (guint64)QF_ENV_MAX)
+    if (co < QF_CONTENT_OFF || co > sz || cl > sz - co || eo < co + cl || eo > sz || el > sz - eo ||
+        el < QF_REC_HDR + 8 || el > (guint64)QF_ENV_MAX)
         return bad(error, "file header offsets out of range (file truncated?)");
     fh->gen = get32(h + 8);
     fh->content_off = (goffset)co;
@@ -657,7 +654,8 @@ parse_rcpt(KrMsg *msg, const guint8 *p, gsize len, gsize slot_pos, GError **erro
     guint32 notify = get32(p), al = get32(p + 4), ol = get32(p + 8);
     gsize have = len - QF_RCPT_FIXED - QF_SLOT_SIZE;
     gsize olen = ol == QF_NO_ORCPT ? 0 : ol;
-    if (notify & ~0xFu || al > KR_MSG_MAX_ADDR || olen > KR_MSG_MAX_ADDR || (gsize)al + olen != have)
+    if (notify & ~0xFu || al > KR_MSG_MAX_ADDR || olen > KR_MSG_MAX_ADDR ||
+        (gsize)al + olen != have)
         return bad(error, "bad recipient record %u", msg->rcpts->len);
     const guint8 *a = p + QF_RCPT_FIXED, *o = a + al;
     if (!no_nul(a, al) || !no_nul(o, olen))
@@ -678,8 +676,8 @@ parse_rcpt(KrMsg *msg, const guint8 *p, gsize len, gsize slot_pos, GError **erro
     }
     int live = ok[0] && ok[1] ? (seq[1] > seq[0] ? 1 : 0) : ok[0] ? 0 : ok[1] ? 1 : -1;
     if (live < 0) {
-        g_warning("%s: recipient %u <%s>: status slot unreadable, treating it as pending",
-                  msg->id, r->index, r->address);
+        g_warning("%s: recipient %u <%s>: status slot unreadable, treating it as pending", msg->id,
+                  r->index, r->address);
         rp->slot_live = 1; /* the next save writes copy 0 */
         rp->slot_seq = 0;
         return TRUE;
@@ -875,8 +873,8 @@ kr_msg_load(KrQueueDir dir, const char *id, GError **error)
             msg->live_hdr = i;
             msg->gen = MAX(ok[0] ? fh[0].gen : 0, ok[1] ? fh[1].gen : 0);
             if (errs[1 - i])
-                g_message("%s: header copy %c unusable (%s), using copy %c", id,
-                          i == 0 ? 'B' : 'A', errs[1 - i]->message, i == 0 ? 'A' : 'B');
+                g_message("%s: header copy %c unusable (%s), using copy %c", id, i == 0 ? 'B' : 'A',
+                          errs[1 - i]->message, i == 0 ? 'A' : 'B');
         }
     }
     if (!msg) {

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 /* Format constants, from docs/queue-format.md (the tests craft files). */
-#define HDR_SIZE 64
+#define HDR_SIZE    64
 #define CONTENT_OFF 128
 #define STATUS_SIZE 464
-#define SLOT_SIZE (2 * STATUS_SIZE)
+#define SLOT_SIZE   (2 * STATUS_SIZE)
 
 static char *
 setup(void)
@@ -80,12 +80,14 @@ file_contents(const char *path, gsize *len)
     return data;
 }
 
+/* Replace a file's contents in place (no fsync: tests only). */
 static void
 put_file(const char *path, const void *data, gsize len)
 {
-    GError *err = NULL;
-    g_assert_true(g_file_set_contents(path, data, (gssize)len, &err));
-    g_assert_no_error(err);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, data, len), ==, (gssize)len);
+    close(fd);
 }
 
 static KrMsg *
@@ -418,8 +420,8 @@ test_headers(void)
     g_assert_cmpstr(kr_msg_header(msg, "x-folded", 0), ==, "a\tb c");
     g_assert_cmpuint(kr_msg_header_count(msg, "x-inject"), ==, 0);
     const char *body = strstr(small_content, "Received:");
-    g_autofree char *want1 = g_strconcat("X-Folded: a\r\n\tb\r\n c\r\nX-Dup: 0\r\nX-New: one\r\n",
-                                         body, NULL);
+    g_autofree char *want1 =
+        g_strconcat("X-Folded: a\r\n\tb\r\n c\r\nX-Dup: 0\r\nX-New: one\r\n", body, NULL);
     assert_content(msg, want1, strlen(want1));
 
     /* Remove: hides originals and earlier prepends; a later prepend shows. */
@@ -553,6 +555,30 @@ test_headers_limits(void)
     g_assert_null(kr_msg_header(msg, "b", 0));
     kr_msg_remove_header(msg, "a");
     g_assert_cmpint(kr_msg_size(msg), ==, (goffset)s->len - 6);
+    kr_msg_unref(msg);
+
+    /* At most 10000 header edits; they survive commit and load. */
+    GError *err = NULL;
+    msg = spool_with(KR_QUEUE_MAILDROP, "A: 1\r\n\r\nb", 9);
+    for (int i = 0; i < 10000; i++) {
+        if (i % 2 == 0)
+            g_assert_true(kr_msg_prepend_header(msg, "X-P", "v", &err));
+        else
+            kr_msg_remove_header(msg, i % 4 == 1 ? "x-p" : "x-none");
+    }
+    g_assert_false(kr_msg_prepend_header(msg, "X-Q", "v", &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+    g_clear_error(&err);
+    /* The last removal of x-p is edit 9997; only edit 9998 shows. */
+    g_assert_cmpuint(kr_msg_header_count(msg, "x-p"), ==, 1);
+    assert_content(msg, "X-P: v\r\nA: 1\r\n\r\nb", 17);
+    g_assert_true(kr_msg_commit(msg, KR_QUEUE_INCOMING, &err));
+    g_assert_no_error(err);
+    g_autofree char *id = g_strdup(kr_msg_queue_id(msg));
+    kr_msg_unref(msg);
+    msg = load_ok(KR_QUEUE_INCOMING, id);
+    g_assert_cmpuint(kr_msg_header_count(msg, "x-p"), ==, 1);
+    assert_content(msg, "X-P: v\r\nA: 1\r\n\r\nb", 17);
     kr_msg_unref(msg);
 }
 
@@ -1055,7 +1081,7 @@ test_commit_async(void)
     g_main_loop_unref(s.loop);
 }
 
-#define N_THREADS 8
+#define N_THREADS  8
 #define PER_THREAD 40
 
 static gpointer
