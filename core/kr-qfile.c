@@ -26,7 +26,10 @@
  * Ownership: kr_msg_discard does not drop the caller's reference; an
  * uncommitted spool whose last reference goes is removed as well.
  *
- * Errors: G_IO_ERROR codes. Anything malformed in a file is
+ * Errors: G_IO_ERROR codes. kr_msg_commit of a message that is already
+ * committed (or discarded) fails with G_IO_ERROR_NOT_SUPPORTED, before any
+ * I/O (modules/queue relies on it); a move onto an existing name fails
+ * with G_IO_ERROR_EXISTS. Anything malformed in a file is
  * G_IO_ERROR_INVALID_DATA with the reason; files are untrusted input,
  * every length is checked against the file size and the bounds in
  * kr-msg-private.h before use.

@@ -255,7 +255,7 @@ test_roundtrip(void)
     g_assert_nonnull(err);
     g_clear_error(&err);
     g_assert_false(kr_msg_commit(msg, KR_QUEUE_INCOMING, &err));
-    g_assert_nonnull(err);
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED); /* modules/queue relies on it */
     g_clear_error(&err);
     assert_content(msg, small_content, sizeof small_content - 1);
     kr_msg_unref(msg);
