@@ -37,7 +37,34 @@
  *
  * The idle timer is reset by input and by output progress, and does not
  * run while the connection is paused (the server, not the client, is
- * busy then).
+ * busy then). A TLS handshake has its own deadline: the idle timeout, or
+ * HANDSHAKE_SECONDS without one.
+ *
+ * For protocol modules:
+ *   - The read handler is called when new bytes arrived (or at EOF), and
+ *     again after kr_conn_resume() if input is left; not for bytes that
+ *     were there already. So parse everything complete in one call (or
+ *     pause), consume what you used, and return.
+ *   - A full buffer (len == the input limit) with no complete command in
+ *     it is never delivered again until you consume: treat it as "line
+ *     too long" (consume or close).
+ *   - Asynchronous commands: kr_conn_pause() in the handler, start the
+ *     work, kr_conn_resume() when it is done (any time, from any callback
+ *     on the loop); the handler then runs again from the loop, never from
+ *     inside kr_conn_resume().
+ *   - kr_conn_close() may be called anywhere, also in a handler; keep
+ *     using your state until the closed handler, which is the last call
+ *     (free your state there). Writes after close are still flushed until
+ *     the socket is closed, then dropped.
+ *   - At EOF the conn closes (KR_CONN_CLOSED_EOF) after the read handler
+ *     returns, unless it paused: then after the next resume and call.
+ *   - STARTTLS: write the "220"/"+OK" reply, then kr_conn_start_tls(); the
+ *     reply goes out in clear before the handshake, later writes are
+ *     encrypted, no input is delivered until tls_done(ok=TRUE). Forget
+ *     your protocol state there (RFC 3207). On failure the conn closes
+ *     after tls_done(FALSE).
+ *   - Output has no "drained" callback; the layer stops reading input
+ *     while more than KR_CONN_OUTPUT_HIGH bytes are queued.
  */
 #include "kr-internal.h"
 #include "kr-conn-private.h"
@@ -497,8 +524,11 @@ conn_fail_ssl(KrConn *c, const char *what, int ssl_err)
         g_free(detail);
         detail = g_strdup(saved ? g_strerror(saved) : "connection closed");
     }
-    g_message("conn %" G_GUINT64_FORMAT " %s: %s: %s", c->id, c->peer_ip, what,
-              *detail ? detail : "TLS error");
+    if (ssl_err == SSL_ERROR_SYSCALL && (saved == EPIPE || saved == ECONNRESET))
+        g_debug("conn %" G_GUINT64_FORMAT ": %s: %s", c->id, what, detail);
+    else
+        g_message("conn %" G_GUINT64_FORMAT " %s: %s: %s", c->id, c->peer_ip, what,
+                  *detail ? detail : "TLS error");
     conn_kill(c, KR_CONN_CLOSED_ERROR);
 }
 

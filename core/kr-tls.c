@@ -211,8 +211,7 @@ make_cert(EVP_PKEY *pkey, const char *host)
     if (!BN_rand(serial, 127, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY) ||
         !BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)))
         goto out;
-    if (!X509_set_version(x, X509_VERSION_3) ||
-        !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+    if (!X509_set_version(x, X509_VERSION_3) || !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), 3650, 0, NULL) || !X509_set_pubkey(x, pkey))
         goto out;
     X509_NAME *name = X509_get_subject_name(x);
