@@ -45,10 +45,26 @@ sanitise(const char *s, const char *bad)
     return v;
 }
 
+/* Nested comments are fine (RFC 5322 ccontent), so balanced parentheses
+ * are kept ("(256/256 bits)" in TLS info); an unbalanced one becomes '?'. */
 char *
 cleanup_comment_text(const char *s)
 {
-    return sanitise(s, "()\\");
+    char *v = sanitise(s, "\\");
+    g_autoptr(GArray) open = g_array_new(FALSE, FALSE, sizeof(gsize));
+    for (gsize i = 0; v[i]; i++) {
+        if (v[i] == '(') {
+            g_array_append_val(open, i);
+        } else if (v[i] == ')') {
+            if (open->len > 0)
+                g_array_set_size(open, open->len - 1);
+            else
+                v[i] = '?';
+        }
+    }
+    for (guint i = 0; i < open->len; i++)
+        v[g_array_index(open, gsize, i)] = '?';
+    return v;
 }
 
 /* A word of the trace line (domain, id, protocol): no blanks, no

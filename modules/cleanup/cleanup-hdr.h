@@ -11,8 +11,10 @@
  *   cleanup_addr_literal(ip)          "[192.0.2.1]" or "[IPv6:2001:db8::1]"
  *
  * Every value taken from a message attribute is sanitised: control
- * characters become '?', and inside comments '(' ')' '\' too, so an
- * attribute can never break the header's syntax or add a line.
+ * characters become '?', and so do '\' and unbalanced '(' ')' inside
+ * comments (balanced ones nest, as RFC 5322 allows) and blanks, ';', '<',
+ * '>' and parentheses in words, so an attribute can never break the
+ * header's syntax or add a line.
  */
 #ifndef KR_CLEANUP_HDR_H
 #define KR_CLEANUP_HDR_H

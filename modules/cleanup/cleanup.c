@@ -29,12 +29,14 @@
  * From, Date, Message-ID.
  *
  * LINE ENDINGS
- *   cleanup does not normalise line endings; it relies on its inputs:
- *   the SMTP server refuses bare CR and bare LF in DATA and BDAT
- *   (smtp-parse.c: SMTP_DATA_BARE_LF/BARE_CR, smtp_crlf_check_*), so
- *   SMTP content is CRLF throughout; `sendmail` converts its local input
- *   to CRLF before injecting. Headers prepended here take the line ending
- *   of the content (kr-msg.c), and local delivery writes LF files.
+ *   cleanup does not normalise line endings; its inputs do. The SMTP
+ *   server refuses bare CR and bare LF in DATA and BDAT with 554 5.6.0
+ *   (smtp-parse.c: SMTP_DATA_BARE_LF/BARE_CR, smtp_data_error_status), so
+ *   SMTP content is CRLF throughout. `sendmail` must hand over CRLF too
+ *   (its local input is LF text). Should LF content arrive anyway, nothing
+ *   breaks: headers prepended here take the line ending of the content's
+ *   first line (kr-msg.c), and local delivery writes LF files (CRLF -> LF
+ *   leaves a bare LF alone).
  *
  * Log: "ID: message-id=<...>" once per message, as postfix does.
  */
@@ -110,10 +112,15 @@ cleanup_headers(KrJob *job, KrMsg *msg, GError **error)
         }
     }
 
+    /* A server without reverse DNS may give the address as the name. */
+    const char *addr = kr_msg_attr(msg, "client_addr");
+    const char *name = kr_msg_attr(msg, "client_name");
+    if (name && addr && g_ascii_strcasecmp(name, addr) == 0)
+        name = NULL;
     CleanupReceived f = {
         .helo = kr_msg_attr(msg, "helo"),
-        .client_name = kr_msg_attr(msg, "client_name"),
-        .client_addr = kr_msg_attr(msg, "client_addr"),
+        .client_name = name,
+        .client_addr = addr,
         .tls = kr_msg_attr(msg, "tls"),
         .auth_user = kr_msg_attr(msg, "auth_user"),
         .uid = kr_msg_attr(msg, "uid"),
