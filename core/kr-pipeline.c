@@ -157,10 +157,15 @@ type_has_label(const KrStageType *t, const char *label)
     return FALSE;
 }
 
+/* Nodes whose type is unknown: edges to them and reachability are not
+ * reported again (the type error is the one that matters). */
+static GHashTable *broken;
+
 static void
 parse_node(config_setting_t *ns, GHashTable *out, GPtrArray *errors)
 {
     const char *name = config_setting_name(ns);
+    g_hash_table_add(broken, (gpointer)name);
     if (!config_setting_is_group(ns)) {
         kr_diag(errors, ns, "pipeline node '%s' must be a group { type = \"...\"; ... }", name);
         return;
@@ -221,6 +226,7 @@ parse_node(config_setting_t *ns, GHashTable *out, GPtrArray *errors)
         }
     }
     g_hash_table_insert(out, s->name, s);
+    g_hash_table_remove(broken, name);
 }
 
 /* 0 = white, 1 = grey (on the DFS stack), 2 = black */
@@ -265,6 +271,8 @@ check_edge(GHashTable *g, KrStage *s, const char *target, const char *what, GPtr
            GHashTable *reached)
 {
     if (!g_hash_table_contains(g, target)) {
+        if (g_hash_table_contains(broken, target))
+            return;
         kr_diag(errors, s->where, "pipeline node '%s': %s points to '%s', which is not a node",
                 s->name, what, target);
         return;
@@ -288,6 +296,7 @@ kr_pipeline_build(config_setting_t *group, GPtrArray *errors)
         kr_diag(errors, group, "'pipeline' must be a group of nodes");
         group = NULL;
     }
+    broken = g_hash_table_new(g_str_hash, g_str_equal);
     for (int i = 0; group && i < config_setting_length(group); i++)
         parse_node(config_setting_get_elem(group, i), g, errors);
 
@@ -347,7 +356,7 @@ kr_pipeline_build(config_setting_t *group, GPtrArray *errors)
         }
         g_ptr_array_unref(succ);
     }
-    for (guint i = 0; i < all->len; i++) {
+    for (guint i = 0; g_hash_table_size(broken) == 0 && i < all->len; i++) {
         KrStage *s = all->pdata[i];
         if (!g_hash_table_contains(seen, s->name))
             kr_diag(errors, s->where,
@@ -372,6 +381,7 @@ kr_pipeline_build(config_setting_t *group, GPtrArray *errors)
     g_hash_table_destroy(colour);
     g_hash_table_destroy(seen);
     g_hash_table_destroy(targets);
+    g_clear_pointer(&broken, g_hash_table_destroy);
 
     if (errors->len == before) {
         for (guint i = 0; i < all->len; i++) {
