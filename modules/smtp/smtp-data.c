@@ -26,7 +26,8 @@
  *   At the end the envelope (sender, recipients with NOTIFY/ORCPT) and the
  *   attributes cleanup and bounces need (client_addr, client_name,
  *   client_port, helo, protocol, tls, auth_user, envid, ret, body,
- *   smtputf8, listener) are set, input is paused, and the message runs
+ *   smtputf8 = "yes", listener, submission = "1", max_message_size) are
+ *   set, input is paused, and the message runs
  *   through the pipeline from the listener's entry node. The reply comes
  *   from the job's result: CONTINUE/DISCARD -> 250 "queued as ID" (the
  *   queue stage made it durable), REJECT -> the stage's code, DEFER ->
@@ -157,6 +158,11 @@ finish_message(SmtpSession *s)
     set_attr(msg, "helo", s->helo_name);
     set_attr(msg, "protocol", smtp_session_protocol(s, tx->mail.smtputf8));
     set_attr(msg, "listener", s->srv->name);
+    if (s->srv->conf->submission)
+        set_attr(msg, "submission", "1");
+    char maxsize[24];
+    g_snprintf(maxsize, sizeof maxsize, "%" G_GINT64_FORMAT, smtp_g.conf->max_message_size);
+    set_attr(msg, "max_message_size", maxsize); /* cleanup's limit follows ours */
     if (s->tls) {
         g_autofree char *info = kr_conn_tls_info(s->conn);
         set_attr(msg, "tls", info);
