@@ -305,6 +305,11 @@ handle_command(SmtpSession *s, const char *line, gsize len, gboolean more_input)
         smtp_error(s, 500, "5.5.2", "Error: line too long");
         return;
     }
+    if (c.cmd == SMTP_CMD_UNKNOWN && looks_like_http(&c)) {
+        g_message("HTTP request from %s, disconnecting", kr_conn_peer_ip(s->conn));
+        smtp_close(s, "4.7.0", "Error: this is an SMTP server");
+        return;
+    }
     if (more_input && !s->ehlo) {
         /* RFC 2920: only a client that saw PIPELINING may send ahead. */
         g_message("improper pipelining from %s (before EHLO), disconnecting",
@@ -363,11 +368,6 @@ handle_command(SmtpSession *s, const char *line, gsize len, gboolean more_input)
         break;
     case SMTP_CMD_UNKNOWN:
     default:
-        if (looks_like_http(&c)) {
-            g_message("HTTP request from %s, disconnecting", kr_conn_peer_ip(s->conn));
-            smtp_close(s, "4.7.0", "Error: this is an SMTP server");
-            return;
-        }
         smtp_error(s, 502, "5.5.2", "Error: command not recognized");
         break;
     }
