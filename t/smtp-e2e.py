@@ -291,4 +291,20 @@ with Kurird(config=conf) as k:
         tap.eq(len(msgs), 103, "all 100 concurrent messages delivered exactly once")
 
 
+# --- VRFY when enabled, banner, HELO-only sessions ------------------------------------------
+with Kurird(config=config(vrfy=True, banner="Hello from the tests")) as k:
+    k.add_user("alice@localhost", "alice-pw")
+    c = Raw(k.port("smtp"), greeting=True)
+    tap.ok(c.greeting[1].endswith(" Hello from the tests"), "banner setting in the greeting", c.greeting)
+    c.cmd("EHLO vrfy.example")
+    r = c.cmd("VRFY alice")
+    tap.eq(r, (250, "2.1.5 <alice@localhost>", ["2.1.5 <alice@localhost>"]), "vrfy = true: bare local user 250")
+    tap.eq(c.cmd("VRFY <alice@LOCALHOST>")[0], 250, "vrfy = true: <user@DOMAIN> 250")
+    r = c.cmd("VRFY nobody")
+    tap.eq((r[0], r[1][:5]), (550, "5.1.1"), "vrfy = true: unknown user 550 5.1.1")
+    tap.eq(c.cmd("VRFY postmaster")[0], 250, "vrfy = true: postmaster 250")
+    tap.eq(c.cmd("VRFY someone@example.org")[0], 252, "vrfy = true: remote address 252")
+    tap.eq(c.cmd("VRFY")[0], 501, "VRFY without an argument: 501")
+    c.cmd("QUIT")
+
 tap.done()

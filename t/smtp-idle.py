@@ -13,11 +13,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from kurtest import Kurird, tap  # noqa: E402
+from kurtest import BUILD, Kurird, tap  # noqa: E402
 from smtpkit import config, listener_opts, tls_context  # noqa: E402
 
 N = 1000
 LIMIT = 64 * 1024
+# Sanitizer builds (scons debug=1) pad every allocation: report, do not judge.
+SANITIZED = "debug" in os.path.basename(BUILD)
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < 3 * N:
@@ -96,7 +98,8 @@ with Kurird(config=conf) as k:
     grown = rss(pid) - base
     per = grown / N
     tap.diag("plain: RSS %d KiB -> %d KiB, %.1f KiB per idle connection" % (base // 1024, (base + grown) // 1024, per / 1024))
-    tap.ok(per <= LIMIT, "%d idle SMTP connections: %.1f KiB RSS each (limit 64 KiB)" % (N, per / 1024))
+    tap.ok(per <= LIMIT or SANITIZED, "%d idle SMTP connections: %.1f KiB RSS each (limit 64 KiB)%s"
+           % (N, per / 1024, " # SKIP sanitizer build" if SANITIZED else ""))
     # they all still work
     for s in socks:
         s.sendall(b"NOOP\r\n")
@@ -112,7 +115,8 @@ with Kurird(config=conf) as k:
     grown = rss(pid) - base
     per = grown / N
     tap.diag("TLS: RSS %d KiB -> %d KiB, %.1f KiB per idle connection" % (base // 1024, (base + grown) // 1024, per / 1024))
-    tap.ok(per <= LIMIT, "%d idle SMTP connections after STARTTLS: %.1f KiB RSS each (limit 64 KiB)" % (N, per / 1024))
+    tap.ok(per <= LIMIT or SANITIZED, "%d idle SMTP connections after STARTTLS: %.1f KiB RSS each (limit 64 KiB)%s"
+           % (N, per / 1024, " # SKIP sanitizer build" if SANITIZED else ""))
     for s in socks:
         s.sendall(b"QUIT\r\n")
     codes = [read_reply(s)[0] for s in socks]
