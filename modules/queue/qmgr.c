@@ -29,124 +29,28 @@
  *   earliest next_try. Delivery is at-least-once: a crash between a
  *   delivery and its saved status repeats that delivery, never loses it.
  *
- *   hold/delete act at once on a waiting or deferred message, and on an
- *   active one once its running deliveries end (queued items are taken
- *   back from the policy). flush makes every deferred message due now.
+ *   hold, delete, release, flush and status are in qmgr-admin.c.
  *
  *   qmgr_start / qmgr_stop            the service
  *   qmgr_incoming(id, msg)            a message is in incoming/
  *   qmgr_recovered(ids, deferred)     the recovery scan's findings
  *   qmgr_knows(id)                    is it being handled
- *   qmgr_flush/hold/release/delete    control requests
- *   qmgr_destination(addr)            "local:DOMAIN" / "smtp:DOMAIN"
- *   qmgr_backoff(n, min, max)         retry delay after n failed attempts
  *
  * All state lives on the event loop; file work is done in worker
  * threads on a message that the loop does not touch meanwhile.
  */
-#include "queue.h"
+#include "qmgr-private.h"
 #include <sys/resource.h>
 
-typedef enum {
-    QM_WAITING,   /* file in `dir` (incoming/ or deferred/), waiting for a slot */
-    QM_LOADING,   /* worker: load, move to active/ */
-    QM_ACTIVE,    /* items queued in the policy or running */
-    QM_FINISHING, /* saving, bouncing, moving or removing */
-    QM_DEFERRED,  /* file in `dir`, comes back at `due` */
-} QmState;
+Qmgr Q;
 
-typedef enum { ACT_NONE, ACT_HOLD, ACT_DELETE } QmAction;
-
-typedef struct QMsg QMsg;
-
-typedef struct {
-    KrQueueItem pub; /* first: the policy hands it back */
-    QMsg *qm;
-    char *dest;
-    GArray *rcpts; /* guint indexes into the message */
-    gboolean queued;
-} QItem;
-
-/* What a recipient looked like before the bounce job (to restore it if
- * the bounce could not be queued). */
-typedef struct {
-    guint index;
-    KrRcptState state;
-    unsigned attempts;
-    gint64 next_try;
-    int code;
-    char ecode[12];
-    char diag[KR_DIAG_MAX + 1];
-} RcptCopy;
-
-struct QMsg {
-    char *id;
-    QmState state;
-    KrQueueDir dir; /* WAITING/DEFERRED: where the file is */
-    KrMsg *msg;     /* loaded (may be NULL while WAITING) */
-    gint64 due;
-    GSequenceIter *due_iter;
-    GList *wait_link;
-    GPtrArray *items; /* QItem * */
-    QmAction action;
-    gboolean forced;     /* flush: every deferred recipient is due */
-    gboolean counted;    /* holds a slot of max_active */
-    gboolean retry_soon; /* a status save or bounce failed */
-    GArray *bounced;     /* RcptCopy, during the bounce job */
-};
-
-static struct {
-    gboolean running, stopping, recovering;
-    const KrQueuePolicy *pol;
-    gpointer pstate;
-    char *node;
-    gboolean bounce_ok;
-    gint64 max_active;
-    GHashTable *msgs; /* id -> QMsg */
-    GQueue waiting;   /* QMsg * */
-    GSequence *deferred;
-    guint timer;
-    gint64 timer_due;
-    guint kick_src;
-    guint n_active;  /* counted messages */
-    guint n_running; /* deliveries, until their status is saved */
-    guint n_busy;    /* worker ops and bounce jobs */
-    void (*stop_done)(gpointer token);
-    gpointer stop_token;
-} Q;
-
-static void admit(void);
-static void kick(void);
-static void finish(QMsg *qm);
-static void apply_action(QMsg *qm);
-static void to_deferred(QMsg *qm, gint64 due);
-
-static gint64
-now_s(void)
+gint64
+qm_now(void)
 {
     return g_get_real_time() / G_USEC_PER_SEC;
 }
 
 /* --- small pieces ---------------------------------------------------------- */
-
-gint64
-qmgr_backoff(unsigned attempts, gint64 min_backoff, gint64 max_backoff)
-{
-    gint64 d = min_backoff;
-    for (unsigned i = 1; i < attempts && d < max_backoff; i++)
-        d *= 2;
-    return MIN(d, max_backoff);
-}
-
-char *
-qmgr_destination(const char *address)
-{
-    const char *d = kr_addr_domain(address);
-    if (!d || !*d)
-        d = kr_default_domain();
-    g_autofree char *lower = g_ascii_strdown(d ? d : "", -1);
-    return g_strconcat(kr_domain_is_local(lower) ? "local:" : "smtp:", lower, NULL);
-}
 
 static const char *
 state_name(KrRcptState s)
@@ -187,7 +91,7 @@ qmgr_check_stopped(void)
     }
 }
 
-static QMsg *
+QMsg *
 qm_new(const char *id, KrQueueDir dir, KrMsg *msg)
 {
     QMsg *qm = g_new0(QMsg, 1);
@@ -199,8 +103,8 @@ qm_new(const char *id, KrQueueDir dir, KrMsg *msg)
     return qm;
 }
 
-static void
-item_free(QItem *it)
+void
+qm_item_free(QItem *it)
 {
     g_free(it->dest);
     g_array_unref(it->rcpts);
@@ -209,8 +113,8 @@ item_free(QItem *it)
 
 /* The queue manager lets go of a message (removed, held, or left for
  * the next start). */
-static void
-forget(QMsg *qm)
+void
+qm_forget(QMsg *qm)
 {
     if (qm->due_iter)
         g_sequence_remove(qm->due_iter);
@@ -220,7 +124,7 @@ forget(QMsg *qm)
         QItem *it = qm->items->pdata[i];
         if (it->queued)
             Q.pol->remove(Q.pstate, &it->pub);
-        item_free(it);
+        qm_item_free(it);
     }
     g_ptr_array_unref(qm->items);
     if (qm->counted)
@@ -232,7 +136,7 @@ forget(QMsg *qm)
     g_hash_table_remove(Q.msgs, qm->id);
     g_free(qm->id);
     g_free(qm);
-    admit();
+    qm_admit();
 }
 
 /* --- the deferred timer ------------------------------------------------------- */
@@ -246,13 +150,11 @@ due_cmp(gconstpointer a, gconstpointer b, gpointer ud)
     return strcmp(x->id, y->id);
 }
 
-static void arm_timer(void);
-
 static gboolean
 on_timer(gpointer ud)
 {
     Q.timer = 0;
-    gint64 now = now_s();
+    gint64 now = qm_now();
     GSequenceIter *it;
     while (!g_sequence_iter_is_end(it = g_sequence_get_begin_iter(Q.deferred))) {
         QMsg *qm = g_sequence_get(it);
@@ -264,13 +166,13 @@ on_timer(gpointer ud)
         g_queue_push_tail(&Q.waiting, qm);
         qm->wait_link = Q.waiting.tail;
     }
-    admit();
-    arm_timer();
+    qm_admit();
+    qm_arm_timer();
     return G_SOURCE_REMOVE;
 }
 
-static void
-arm_timer(void)
+void
+qm_arm_timer(void)
 {
     GSequenceIter *it = g_sequence_get_begin_iter(Q.deferred);
     if (g_sequence_iter_is_end(it) || Q.stopping) {
@@ -284,13 +186,13 @@ arm_timer(void)
         return;
     if (Q.timer)
         g_source_remove(Q.timer);
-    gint64 wait_ms = (qm->due - now_s()) * 1000;
+    gint64 wait_ms = (qm->due - qm_now()) * 1000;
     Q.timer_due = qm->due;
     Q.timer = g_timeout_add((guint)CLAMP(wait_ms, 0, 3600 * 1000), on_timer, NULL);
 }
 
-static void
-to_deferred(QMsg *qm, gint64 due)
+void
+qm_to_deferred(QMsg *qm, gint64 due)
 {
     if (qm->msg) {
         kr_msg_unref(qm->msg); /* not kept open while it waits */
@@ -303,8 +205,8 @@ to_deferred(QMsg *qm, gint64 due)
     qm->state = QM_DEFERRED;
     qm->due = due;
     qm->due_iter = g_sequence_insert_sorted(Q.deferred, qm, due_cmp, NULL);
-    arm_timer();
-    admit();
+    qm_arm_timer();
+    qm_admit();
 }
 
 /* --- admission: waiting -> active ------------------------------------------ */
@@ -349,23 +251,23 @@ load_done(gpointer p)
         qm->state = QM_ACTIVE;
         queue_crash_point("active");
         if (qm->action != ACT_NONE)
-            finish(qm);
+            qm_finish(qm);
         else
             build_items(qm);
     } else if (op->corrupt || g_error_matches(op->error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
         if (!op->corrupt)
             g_message("%s: gone from %s/ before delivery", qm->id, kr_queue_dir_name(op->dir));
-        forget(qm);
+        qm_forget(qm);
     } else {
         g_warning("%s: cannot activate: %s; retrying in %" G_GINT64_FORMAT "s", qm->id,
                   op->error->message, queue_conf->min_backoff);
         if (qm->action != ACT_NONE) {
-            apply_action(qm);
+            qm_apply_action(qm);
         } else {
             /* The file did not move; remember where it is. */
             if (op->msg)
                 qm->dir = kr_msg_queue_dir(op->msg);
-            to_deferred(qm, now_s() + queue_conf->min_backoff);
+            qm_to_deferred(qm, qm_now() + queue_conf->min_backoff);
         }
     }
     if (op->msg)
@@ -391,8 +293,8 @@ activate(QMsg *qm)
     kr_worker_run(load_work, load_done, op);
 }
 
-static void
-admit(void)
+void
+qm_admit(void)
 {
     while (Q.running && !Q.stopping && !Q.recovering && Q.node &&
            Q.n_active < (guint)Q.max_active && !g_queue_is_empty(&Q.waiting)) {
@@ -402,8 +304,8 @@ admit(void)
     }
 }
 
-static void
-push_waiting(QMsg *qm, gboolean head)
+void
+qm_push_waiting(QMsg *qm, gboolean head)
 {
     qm->state = QM_WAITING;
     if (qm->msg && Q.n_active >= (guint)Q.max_active) {
@@ -425,7 +327,7 @@ static void
 build_items(QMsg *qm)
 {
     KrMsg *msg = qm->msg;
-    gint64 now = now_s();
+    gint64 now = qm_now();
     g_autoptr(GHashTable) by_dest = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < kr_msg_rcpt_count(msg); i++) {
         KrRcpt *r = kr_msg_rcpt(msg, i);
@@ -451,7 +353,7 @@ build_items(QMsg *qm)
     }
     qm->forced = FALSE;
     if (qm->items->len == 0) {
-        finish(qm);
+        qm_finish(qm);
         return;
     }
     for (guint i = 0; i < qm->items->len; i++) {
@@ -459,7 +361,7 @@ build_items(QMsg *qm)
         it->queued = TRUE;
         Q.pol->enqueue(Q.pstate, &it->pub);
     }
-    kick();
+    qm_kick();
 }
 
 typedef struct {
@@ -500,14 +402,14 @@ item_saved(gpointer p)
     Q.pol->result(Q.pstate, it->dest, op->result);
     Q.n_running--;
     g_ptr_array_remove(qm->items, it);
-    item_free(it);
+    qm_item_free(it);
     g_ptr_array_unref(op->save);
     kr_msg_unref(op->msg);
     g_clear_error(&op->error);
     g_free(op);
     if (qm->items->len == 0)
-        finish(qm);
-    kick();
+        qm_finish(qm);
+    qm_kick();
     qmgr_check_stopped();
 }
 
@@ -517,7 +419,7 @@ item_results(QItem *it)
 {
     QMsg *qm = it->qm;
     KrMsg *msg = qm->msg;
-    gint64 now = now_s();
+    gint64 now = qm_now();
     gint64 expires = kr_msg_arrival(msg) + queue_conf->max_lifetime;
     double delay = (double)g_get_real_time() / G_USEC_PER_SEC - (double)kr_msg_arrival(msg);
     gboolean any_deferred = FALSE, any_failed = FALSE;
@@ -551,14 +453,19 @@ item_results(QItem *it)
         } else if (r->state == KR_RCPT_FAILED) {
             any_failed = TRUE;
         }
+        /* The delivery stage logs its own outcome; these lines add what
+         * only the queue manager knows. */
         if (r->state == KR_RCPT_DEFERRED)
             g_message("%s: to=<%s>, delay=%.1f, attempts=%u, dsn=%s, status=deferred (%d %s), "
                       "retry in %" G_GINT64_FORMAT "s",
                       qm->id, r->address, delay, r->attempts, r->ecode, r->code, r->diag,
                       r->next_try - now);
-        else
+        else if (strcmp(status, "expired") == 0)
             g_message("%s: to=<%s>, delay=%.1f, attempts=%u, dsn=%s, status=%s (%d %s)", qm->id,
                       r->address, delay, r->attempts, r->ecode, status, r->code, r->diag);
+        else
+            g_debug("%s: to=<%s>, delay=%.1f, attempts=%u, dsn=%s, status=%s (%d %s)", qm->id,
+                    r->address, delay, r->attempts, r->ecode, status, r->code, r->diag);
         g_ptr_array_add(op->save, r);
     }
     op->result = any_deferred ? KR_RESULT_DEFERRED
@@ -601,8 +508,8 @@ run_deliveries(gpointer ud)
     return G_SOURCE_REMOVE;
 }
 
-static void
-kick(void)
+void
+qm_kick(void)
 {
     if (!Q.kick_src && Q.running && !Q.stopping)
         Q.kick_src = g_idle_add(run_deliveries, NULL);
@@ -653,17 +560,17 @@ final_done(gpointer p)
         g_warning("%s: %s", qm->id, op->error->message);
     if (op->removed) {
         g_message("%s: removed", qm->id);
-        forget(qm);
+        qm_forget(qm);
     } else if (qm->action != ACT_NONE) {
-        apply_action(qm);
+        qm_apply_action(qm);
     } else {
-        gint64 now = now_s();
+        gint64 now = qm_now();
         gint64 due = qscan_due(op->msg, now, queue_conf->min_backoff);
         if (op->due == 0 || op->error || qm->retry_soon)
             due = MIN(due, now + queue_conf->min_backoff);
         qm->retry_soon = FALSE;
         qm->dir = kr_msg_queue_dir(op->msg);
-        to_deferred(qm, MAX(due, now));
+        qm_to_deferred(qm, MAX(due, now));
     }
     g_ptr_array_unref(op->save);
     kr_msg_unref(op->msg);
@@ -717,12 +624,12 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
     finish_final(qm, save);
 }
 
-static void
-finish(QMsg *qm)
+void
+qm_finish(QMsg *qm)
 {
     qm->state = QM_FINISHING;
     if (qm->action != ACT_NONE) {
-        apply_action(qm);
+        qm_apply_action(qm);
         return;
     }
     KrMsg *msg = qm->msg;
@@ -768,272 +675,12 @@ finish(QMsg *qm)
     finish_final(qm, save);
 }
 
-/* --- hold and delete ------------------------------------------------------------ */
-
-typedef struct {
-    QMsg *qm;
-    char *id;
-    KrQueueDir dir;
-    KrMsg *msg;
-    QmAction action;
-    GError *error;
-} ActOp;
-
-static void
-act_work(gpointer p)
-{
-    ActOp *op = p;
-    if (!op->msg && !(op->msg = kr_msg_load(op->dir, op->id, &op->error)))
-        return;
-    if (op->action == ACT_DELETE)
-        kr_msg_remove(op->msg, &op->error);
-    else
-        kr_msg_move(op->msg, KR_QUEUE_HOLD, &op->error);
-}
-
-static void
-act_done(gpointer p)
-{
-    ActOp *op = p;
-    Q.n_busy--;
-    if (op->error) {
-        g_warning("%s: cannot %s: %s", op->id, op->action == ACT_DELETE ? "delete" : "hold",
-                  op->error->message);
-    } else {
-        g_message("%s: %s", op->id,
-                  op->action == ACT_DELETE ? "removed (queue delete)" : "held (queue hold)");
-    }
-    if (op->qm) {
-        QMsg *qm = op->qm;
-        if (op->error && !g_error_matches(op->error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
-            qm->action = ACT_NONE;
-            if (op->msg)
-                qm->dir = kr_msg_queue_dir(op->msg);
-            to_deferred(qm, now_s() + queue_conf->min_backoff);
-        } else {
-            forget(qm);
-        }
-    }
-    if (op->msg)
-        kr_msg_unref(op->msg);
-    g_clear_error(&op->error);
-    g_free(op->id);
-    g_free(op);
-    qmgr_check_stopped();
-}
-
-static void
-start_act(QMsg *qm, const char *id, KrQueueDir dir, KrMsg *msg, QmAction action)
-{
-    ActOp *op = g_new0(ActOp, 1);
-    op->qm = qm;
-    op->id = g_strdup(id);
-    op->dir = dir;
-    op->msg = msg ? kr_msg_ref(msg) : NULL;
-    op->action = action;
-    Q.n_busy++;
-    kr_worker_run(act_work, act_done, op);
-}
-
-/* The message is idle (not loading, no item running): do its action. */
-static void
-apply_action(QMsg *qm)
-{
-    if (qm->due_iter) {
-        g_sequence_remove(qm->due_iter);
-        qm->due_iter = NULL;
-    }
-    if (qm->wait_link) {
-        g_queue_delete_link(&Q.waiting, qm->wait_link);
-        qm->wait_link = NULL;
-    }
-    qm->state = QM_FINISHING;
-    start_act(qm, qm->id, qm->msg ? kr_msg_queue_dir(qm->msg) : qm->dir, qm->msg, qm->action);
-}
-
-static gboolean
-request_action(const char *id, QmAction action, GString *out)
-{
-    const char *what = action == ACT_DELETE ? "delete" : "hold";
-    if (!kr_queue_id_valid(id)) {
-        g_string_append_printf(out, "not a queue ID: %s\n", id);
-        return FALSE;
-    }
-    QMsg *qm = g_hash_table_lookup(Q.msgs, id);
-    if (!qm) {
-        g_autofree char *hold = kr_queue_dir_path(KR_QUEUE_HOLD);
-        g_autofree char *path = g_build_filename(hold, id, NULL);
-        if (g_file_test(path, G_FILE_TEST_EXISTS)) {
-            if (action == ACT_HOLD) {
-                g_string_append_printf(out, "%s: already on hold\n", id);
-                return TRUE;
-            }
-            start_act(NULL, id, KR_QUEUE_HOLD, NULL, ACT_DELETE);
-            g_string_append_printf(out, "%s: delete requested\n", id);
-            return TRUE;
-        }
-        g_string_append_printf(out, "%s: no such message in the queue\n", id);
-        return FALSE;
-    }
-    if (qm->action == ACT_DELETE || qm->action == action) {
-        g_string_append_printf(out, "%s: %s already requested\n", id, what);
-        return TRUE;
-    }
-    qm->action = action;
-    switch (qm->state) {
-    case QM_WAITING:
-    case QM_DEFERRED:
-        apply_action(qm);
-        break;
-    case QM_ACTIVE: {
-        /* Take back what has not started; running deliveries finish. */
-        gboolean running = FALSE;
-        for (guint i = qm->items->len; i-- > 0;) {
-            QItem *it = qm->items->pdata[i];
-            if (it->queued) {
-                Q.pol->remove(Q.pstate, &it->pub);
-                g_ptr_array_remove_index(qm->items, i);
-                item_free(it);
-            } else {
-                running = TRUE;
-            }
-        }
-        if (!running)
-            finish(qm);
-        break;
-    }
-    case QM_LOADING:
-    case QM_FINISHING:
-        break; /* done when that step ends */
-    }
-    g_string_append_printf(out, "%s: %s requested\n", id, what);
-    return TRUE;
-}
-
-gboolean
-qmgr_hold(const char *id, GString *out)
-{
-    return request_action(id, ACT_HOLD, out);
-}
-
-gboolean
-qmgr_delete(const char *id, GString *out)
-{
-    return request_action(id, ACT_DELETE, out);
-}
-
-typedef struct {
-    char *id;
-    KrMsg *msg;
-    GError *error;
-} RelOp;
-
-static void
-release_work(gpointer p)
-{
-    RelOp *op = p;
-    op->msg = kr_msg_load(KR_QUEUE_HOLD, op->id, &op->error);
-    if (op->msg && !kr_msg_move(op->msg, KR_QUEUE_INCOMING, &op->error))
-        g_clear_pointer(&op->msg, kr_msg_unref);
-}
-
-static void
-release_done(gpointer p)
-{
-    RelOp *op = p;
-    Q.n_busy--;
-    QMsg *qm = g_hash_table_lookup(Q.msgs, op->id);
-    if (qm) /* the placeholder that refused a second request */
-        forget(qm);
-    if (op->error) {
-        g_warning("%s: cannot release: %s", op->id, op->error->message);
-    } else {
-        g_message("%s: released from hold", op->id);
-        qmgr_incoming(op->id, op->msg);
-    }
-    if (op->msg)
-        kr_msg_unref(op->msg);
-    g_clear_error(&op->error);
-    g_free(op->id);
-    g_free(op);
-    qmgr_check_stopped();
-}
-
-gboolean
-qmgr_release(const char *id, GString *out)
-{
-    if (!kr_queue_id_valid(id)) {
-        g_string_append_printf(out, "not a queue ID: %s\n", id);
-        return FALSE;
-    }
-    if (g_hash_table_contains(Q.msgs, id)) {
-        g_string_append_printf(out, "%s: not on hold\n", id);
-        return FALSE;
-    }
-    g_autofree char *hold = kr_queue_dir_path(KR_QUEUE_HOLD);
-    g_autofree char *path = g_build_filename(hold, id, NULL);
-    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
-        g_string_append_printf(out, "%s: not on hold\n", id);
-        return FALSE;
-    }
-    QMsg *qm = qm_new(id, KR_QUEUE_HOLD, NULL);
-    qm->state = QM_FINISHING; /* placeholder while the file moves */
-    RelOp *op = g_new0(RelOp, 1);
-    op->id = g_strdup(id);
-    Q.n_busy++;
-    kr_worker_run(release_work, release_done, op);
-    g_string_append_printf(out, "%s: release requested\n", id);
-    return TRUE;
-}
-
-gboolean
-qmgr_flush(GString *out)
-{
-    guint n = 0;
-    GSequenceIter *it;
-    while (!g_sequence_iter_is_end(it = g_sequence_get_begin_iter(Q.deferred))) {
-        QMsg *qm = g_sequence_get(it);
-        g_sequence_remove(it);
-        qm->due_iter = NULL;
-        qm->forced = TRUE;
-        push_waiting(qm, FALSE);
-        n++;
-    }
-    for (GList *l = Q.waiting.head; l; l = l->next)
-        ((QMsg *)l->data)->forced = TRUE;
-    arm_timer();
-    admit();
-    qscan_pickup();
-    g_string_append_printf(out, "flushed: %u deferred message(s) due now\n", n);
-    return TRUE;
-}
-
 /* --- entry points ----------------------------------------------------------------- */
 
 gboolean
 qmgr_running(void)
 {
     return Q.running;
-}
-
-void
-qmgr_status(GString *out)
-{
-    guint loading = 0, active = 0, finishing = 0;
-    GHashTableIter it;
-    gpointer v;
-    g_hash_table_iter_init(&it, Q.msgs);
-    while (g_hash_table_iter_next(&it, NULL, &v)) {
-        QmState s = ((QMsg *)v)->state;
-        loading += s == QM_LOADING;
-        active += s == QM_ACTIVE;
-        finishing += s == QM_FINISHING;
-    }
-    g_string_append_printf(out,
-                           "policy %s\nwaiting %u\nloading %u\nactive %u\nfinishing %u\n"
-                           "deferred %d\ndeliveries %u\nrecovering %d\n",
-                           Q.pol->name, Q.waiting.length, loading, active, finishing,
-                           g_sequence_get_length(Q.deferred), Q.n_running, Q.recovering);
 }
 
 gboolean
@@ -1048,8 +695,8 @@ qmgr_incoming(const char *id, KrMsg *msg)
     if (!Q.running || Q.stopping || g_hash_table_contains(Q.msgs, id))
         return; /* found again by the scan at the next start */
     QMsg *qm = qm_new(id, KR_QUEUE_INCOMING, msg);
-    push_waiting(qm, FALSE);
-    admit();
+    qm_push_waiting(qm, FALSE);
+    qm_admit();
 }
 
 void
@@ -1061,7 +708,7 @@ qmgr_recovered(GPtrArray *incoming_ids, GArray *deferred)
         const char *id = incoming_ids->pdata[i];
         if (g_hash_table_contains(Q.msgs, id))
             continue;
-        push_waiting(qm_new(id, KR_QUEUE_INCOMING, NULL), TRUE);
+        qm_push_waiting(qm_new(id, KR_QUEUE_INCOMING, NULL), TRUE);
         n_in++;
     }
     for (guint i = 0; i < deferred->len; i++) {
@@ -1069,7 +716,7 @@ qmgr_recovered(GPtrArray *incoming_ids, GArray *deferred)
         if (g_hash_table_contains(Q.msgs, f->id))
             continue;
         QMsg *qm = qm_new(f->id, KR_QUEUE_DEFERRED, NULL);
-        to_deferred(qm, f->due);
+        qm_to_deferred(qm, f->due);
         n_def++;
     }
     Q.recovering = FALSE;
@@ -1079,8 +726,8 @@ qmgr_recovered(GPtrArray *incoming_ids, GArray *deferred)
         qmgr_check_stopped();
         return;
     }
-    admit();
-    arm_timer();
+    qm_admit();
+    qm_arm_timer();
     qscan_pickup();
 }
 
@@ -1163,7 +810,7 @@ qmgr_stop(void (*done)(gpointer token), gpointer token)
         g_source_remove(Q.kick_src);
         Q.kick_src = 0;
     }
-    arm_timer(); /* removes it */
+    qm_arm_timer(); /* removes it */
     qscan_stop();
     qmgr_check_stopped();
 }

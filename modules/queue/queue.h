@@ -6,7 +6,8 @@
  *   enqueue.c     stage types `enqueue` (receive side ends) and `qmgr`
  *                 (delivery side starts)
  *   qmgr.c        the queue manager: active set, scheduling through the
- *                 policy, results, retries, bounces, hold/delete/flush
+ *                 policy, results, retries, bounces (qmgr-private.h)
+ *   qmgr-admin.c  hold, delete, release, flush, status
  *   qmgr-scan.c   recovery scan at start, maildrop pickup
  *   policy-fifo.c, policy-fair.c   the two built-in policies
  *   queue-cmd.c   `kurir queue list|show|flush|delete|hold|release`
