@@ -288,6 +288,23 @@ test_stage_submission_from(void)
     g_assert_cmpstr(kr_msg_header(m2, "From", 0), ==, "sender@example.net");
     g_assert_true(g_str_has_prefix(kr_msg_header(m2, "Received", 0),
                                    "by mx.test (kurir, from userid 1000) with local id "));
+
+    /* A local submission (uid, no client) without the flag: From added. */
+    g_autoptr(KrMsg) m3 = spool("Subject: s\r\n\r\nx\r\n", NULL);
+    kr_msg_set_attr(m3, "uid", "1000");
+    kr_msg_set_attr(m3, "protocol", "sendmail");
+    run(m3, &w);
+    g_free(w.ecode);
+    g_assert_cmpstr(kr_msg_header(m3, "From", 0), ==, "sender@example.net");
+    g_assert_nonnull(strstr(kr_msg_header(m3, "Received", 0), ") with sendmail id "));
+
+    /* A relayed message (client, no submission, no auth): no From. */
+    g_autoptr(KrMsg) m4 = spool("Subject: s\r\n\r\nx\r\n", NULL);
+    smtp_attrs(m4);
+    kr_msg_set_attr(m4, "uid", "1000"); /* ignored with a client address */
+    run(m4, &w);
+    g_free(w.ecode);
+    g_assert_cmpuint(kr_msg_header_count(m4, "From"), ==, 0);
 }
 
 static void

@@ -19,8 +19,9 @@
  *   3. Return-Path: removed (local delivery adds the real one)
  *   4. Message-ID: <QUEUEID@HOSTNAME> added when missing
  *   5. Date: (arrival time) added when missing
- *   6. From: added when missing on submission (attribute submission=1
- *      or auth_user set): the authenticated user, else the sender
+ *   6. From: added when missing on submission (attribute submission=1,
+ *      or auth_user set, or a local submission: uid set and no
+ *      client_addr): the authenticated user, else the sender
  *   7. Received: prepended (RFC 5321 4.4), built from the attributes the
  *      SMTP server sets: helo, client_name, client_addr, protocol, tls,
  *      auth_user (uid for local submissions); "for <rcpt>" only with a
@@ -32,8 +33,9 @@
  *   cleanup does not normalise line endings; its inputs do. The SMTP
  *   server refuses bare CR and bare LF in DATA and BDAT with 554 5.6.0
  *   (smtp-parse.c: SMTP_DATA_BARE_LF/BARE_CR, smtp_data_error_status), so
- *   SMTP content is CRLF throughout. `sendmail` must hand over CRLF too
- *   (its local input is LF text). Should LF content arrive anyway, nothing
+ *   SMTP content is CRLF throughout. `sendmail` (modules/queue/sendmail.c)
+ *   reads LF or CRLF lines and stores them with CRLF (t/local-e2e.py
+ *   checks it end to end). Should LF content arrive anyway, nothing
  *   breaks: headers prepended here take the line ending of the content's
  *   first line (kr-msg.c), and local delivery writes LF files (CRLF -> LF
  *   leaves a bare LF alone).
@@ -69,12 +71,16 @@ cleanup_size_limit(KrMsg *msg)
     return conf->max_message_size;
 }
 
+/* Mail from our own users: a submission listener, an authenticated
+ * client, or a local submission (sendmail: a uid and no client). */
 static gboolean
 cleanup_submission(KrMsg *msg)
 {
     const char *sub = kr_msg_attr(msg, "submission");
     const char *au = kr_msg_attr(msg, "auth_user");
-    return (sub && strcmp(sub, "1") == 0) || (au && *au);
+    const char *uid = kr_msg_attr(msg, "uid");
+    return (sub && strcmp(sub, "1") == 0) || (au && *au) ||
+           (uid && *uid && !kr_msg_attr(msg, "client_addr"));
 }
 
 static gboolean
