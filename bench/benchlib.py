@@ -8,6 +8,7 @@ Everything here talks to 127.0.0.1 only, and every wait is bounded.
     free_port()               an unused TCP port on 127.0.0.1
     Postfix(dir, users)       private Postfix instance delivering users@localhost to Maildir
     Kurir(dir)                kurird from build/ with a config derived from etc/kurir.conf
+    kurir_config(...)         that config: ports 0, limits raised, smtp.greet_delay "0"
     smtp_source_cmd(...)      argv for Postfix's smtp-source load generator
     count_new(maildir)        number of files in MAILDIR/new
     proc_status_kib(pid, key) VmRSS / VmHWM etc. of a process, in KiB
@@ -341,19 +342,27 @@ def kurir_missing_modules():
     return [m for m in KURIR_MODULES if not os.path.exists(os.path.join(BUILD, "modules", m + ".so"))]
 
 
-def kurir_config(max_conns=5000):
-    """etc/kurir.conf with every listener on port 0 and raised connection limits."""
+def kurir_config(max_conns=5000, greet_delay="0"):
+    """etc/kurir.conf with every listener on port 0, raised connection limits, and
+    smtp.greet_delay set to GREET_DELAY (None keeps the file's value)."""
     with open(os.path.join(ROOT, "etc", "kurir.conf")) as f:
         conf = f.read()
-    return re.sub(r"port\s*=\s*\d+\s*;",
+    conf = re.sub(r"port\s*=\s*\d+\s*;",
                   "port = 0; max_connections = %d; max_per_ip = %d;" % (max_conns, max_conns), conf)
+    if greet_delay is not None:
+        conf, n = re.subn(r'greet_delay\s*=\s*"[^"]*"\s*;', 'greet_delay = "%s";' % greet_delay, conf)
+        if n == 0:
+            conf = re.sub(r"^smtp = \{", 'smtp = {\n  greet_delay = "%s";' % greet_delay, conf, count=1,
+                          flags=re.M)
+    return conf
 
 
 class Kurir:
     """kurird from BUILD in DIR on ephemeral ports; stderr in DIR/kurird.log."""
 
-    def __init__(self, dir, max_conns=5000, nofile=None):
+    def __init__(self, dir, max_conns=5000, nofile=None, greet_delay="0"):
         self.dir = dir
+        self.greet_delay = greet_delay
         self.conf = os.path.join(dir, "kurir.conf")
         self.logpath = os.path.join(dir, "kurird.log")
         self.max_conns = max_conns
@@ -364,7 +373,7 @@ class Kurir:
     def setup(self):
         os.makedirs(self.dir, exist_ok=True)
         with open(self.conf, "w") as f:
-            f.write(kurir_config(self.max_conns))
+            f.write(kurir_config(self.max_conns, self.greet_delay))
 
     def start(self, timeout=30):
         lst = os.path.join(self.dir, "run", "listeners")
