@@ -12,6 +12,7 @@
  *   defer_match  regex: matching recipients are deferred (451 4.2.0) ...
  *   defer_count  ... while they have had fewer attempts than this
  *                (0: always)                               (default 0)
+ *   stuck_match  regex: matching recipients are always deferred (451 4.2.0)
  *   fail_match   regex: matching recipients fail (550 5.1.1)
  *   delay_ms     wait this long before answering           (default 0)
  */
@@ -27,6 +28,7 @@ typedef struct {
     char *defer_match;
     gint64 defer_count;
     char *fail_match;
+    char *stuck_match;
     gint64 delay_ms;
 } QtConf;
 
@@ -36,12 +38,14 @@ static const KrSetting qt_settings[] = {
     KR_SETTING("defer_count", KR_SET_INT, QtConf, defer_count, "0", 0, 1000,
                "defer while attempts < this (0: always)"),
     KR_SETTING("fail_match", KR_SET_STRING, QtConf, fail_match, NULL, 0, 0, "regex: fail"),
+    KR_SETTING("stuck_match", KR_SET_STRING, QtConf, stuck_match, NULL, 0, 0,
+               "regex: always defer"),
     KR_SETTING("delay_ms", KR_SET_INT, QtConf, delay_ms, "0", 0, 600000, "delay"),
     KR_SETTING_END,
 };
 
 typedef struct {
-    GRegex *defer, *fail;
+    GRegex *defer, *fail, *stuck;
 } Qt;
 
 typedef struct {
@@ -59,7 +63,8 @@ qt_create(KrStage *stage, GError **error)
     QtConf *c = kr_stage_conf(stage);
     Qt *q = g_new0(Qt, 1);
     if ((c->defer_match && !(q->defer = g_regex_new(c->defer_match, 0, 0, error))) ||
-        (c->fail_match && !(q->fail = g_regex_new(c->fail_match, 0, 0, error)))) {
+        (c->fail_match && !(q->fail = g_regex_new(c->fail_match, 0, 0, error))) ||
+        (c->stuck_match && !(q->stuck = g_regex_new(c->stuck_match, 0, 0, error)))) {
         g_free(q);
         return FALSE;
     }
@@ -75,6 +80,8 @@ qt_destroy(KrStage *stage)
         g_regex_unref(q->defer);
     if (q && q->fail)
         g_regex_unref(q->fail);
+    if (q && q->stuck)
+        g_regex_unref(q->stuck);
     g_free(q);
 }
 
@@ -148,8 +155,9 @@ qt_process(KrStage *stage, KrJob *job)
         KrRcpt *r = kr_job_rcpt(job, i);
         if (q->fail && g_regex_match(q->fail, r->address, 0, NULL)) {
             kr_job_rcpt_done(job, i, KR_RCPT_FAILED, 550, "5.1.1", "user unknown (qtest)");
-        } else if (q->defer && g_regex_match(q->defer, r->address, 0, NULL) &&
-                   (c->defer_count == 0 || r->attempts < (unsigned)c->defer_count)) {
+        } else if ((q->stuck && g_regex_match(q->stuck, r->address, 0, NULL)) ||
+                   (q->defer && g_regex_match(q->defer, r->address, 0, NULL) &&
+                    (c->defer_count == 0 || r->attempts < (unsigned)c->defer_count))) {
             kr_job_rcpt_done(job, i, KR_RCPT_DEFERRED, 451, "4.2.0", "mailbox busy (qtest)");
         } else {
             g_array_append_val(b->deliver, i);
