@@ -6,22 +6,23 @@
  *
  *   store "maildir"   deliver(self, user, folder, msg, prefix, error):
  *                     see maildir-deliver.h (writing) and maildir-path.h
- *                     (layout, name rules, symlink safety)
+ *                     (layout, name rules, symlink safety); after a
+ *                     delivery, sessions on that folder are told
+ *                     (md_notify_delivery: change counter, watches)
+ *                     mailbox: the KrMailboxOps of kr-store.h, see
+ *                     maildir-store.h (per-folder index, sessions, folders)
  *
- * Module settings (the `maildir` group): none yet. The per-folder index
- * (UIDVALIDITY, UIDs, flags, cached fields for POP3/IMAP) comes later in
- * its own file; delivery will then also append to the index.
+ * Module settings (the `maildir` group): none yet.
  *
  * Files: maildir.c (this glue), maildir-path.c (names -> directories),
- * maildir-deliver.c (tmp/ -> new/ delivery).
+ * maildir-deliver.c (tmp/ -> new/ delivery), maildir-index.c (the
+ * per-folder index file), maildir-folder.c (shared folder state, directory
+ * scan), maildir-mailbox.c (sessions), maildir-folders.c (folder ops,
+ * append).
  */
 #include "maildir-deliver.h"
 #include "maildir-path.h"
-
-typedef struct {
-    char *mail_dir; /* DATA_DIR/mail */
-    char *host;     /* host part of file names, escaped */
-} Maildir;
+#include "maildir-store.h"
 
 static Maildir maildir;
 
@@ -30,7 +31,10 @@ maildir_store_deliver(gpointer self, const char *user, const char *folder, KrMsg
                       const char *prefix, GError **error)
 {
     Maildir *md = self;
-    return maildir_deliver(md->mail_dir, md->host, user, folder, msg, prefix, error);
+    KrStoreResult r = maildir_deliver(md->mail_dir, md->host, user, folder, msg, prefix, error);
+    if (r == KR_STORE_OK)
+        md_notify_delivery(md, user, folder);
+    return r;
 }
 
 static const KrStore maildir_store = {
@@ -38,6 +42,7 @@ static const KrStore maildir_store = {
     .name = "maildir",
     .self = &maildir,
     .deliver = maildir_store_deliver,
+    .mailbox = &maildir_mailbox_ops,
 };
 
 static gboolean

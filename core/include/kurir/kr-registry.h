@@ -170,7 +170,9 @@ typedef struct KrStore {
      * on KR_STORE_OK. */
     KrStoreResult (*deliver)(gpointer self, const char *user, const char *folder, KrMsg *msg,
                              const char *prefix, GError **error);
-    void *spare[14];
+    /* The mailbox API (kr-store.h) for POP3/IMAP, or NULL. */
+    const struct KrMailboxOps *mailbox;
+    void *spare[13];
 } KrStore;
 
 KR_REG_API gboolean kr_register_store(KrModule *mod, const KrStore *store, GError **error);

@@ -14,4 +14,5 @@
 #include "kr-tls.h"
 #include "kr-worker.h"
 #include "kr-registry.h"
+#include "kr-store.h"
 #endif

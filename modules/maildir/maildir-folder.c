@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * NAME
+ *   maildir-folder.c - shared per-folder state of the Maildir store, and
+ *   the directory scan that keeps a folder's index in step with its files.
+ *
+ * SYNOPSIS
+ *   md_folder_key(user, folder, error)   "domain/local[/.folder]"
+ *   md_folder_get(key, fds) / md_folder_put(f)
+ *                                        find-or-create / release
+ *   md_folder_forget(key)                drop cached state (delete, rename)
+ *   md_folder_changed(f)                 bump the counter, run watches
+ *   md_notify_delivery(md, user, folder) a delivery landed
+ *   md_folder_sync(f, fds, force, error) index and directories -> f->idx
+ *   md_folder_sync_locked(...)           the same under the index lock
+ *   md_file_vsize(fd)                    size with CRLF line ends
+ *
+ * DESCRIPTION
+ *   One MdFolder per folder directory lives in a process-wide table while
+ *   sessions use it, and a while after (up to CACHE_MAX unused folders),
+ *   so a new session of a known folder reads only what was appended to
+ *   the index since. The directory identity (dev, inode) is checked on
+ *   every get: a folder deleted and made anew gets fresh state.
+ *
+ *   Sync: the index file is caught up first (cheap: stat, read the
+ *   tail). The directories new/ and cur/ are read only when their mtimes
+ *   differ from those recorded after the last full scan, or when a
+ *   delivery in this process said so (dirty), or when the caller forces
+ *   it. mtimes are trusted only when at least TRUST_NS old at scan time
+ *   (a change within the same clock tick as the scan would otherwise go
+ *   unseen). The scan, under the index lock:
+ *     - a file whose base name the index does not know: a new message
+ *       (sizes read from the file; UIDs given in file name order);
+ *     - an index entry whose file is in neither directory: expunged (after
+ *       a second look, in case another program was renaming it);
+ *     - a file whose location or ":2," flags differ from the index:
+ *       flags changed by another program, adopted.
+ *   Files whose names contain spaces, control characters or start with
+ *   '.', and anything not a regular file (symlinks, directories), are
+ *   skipped, never followed.
+ *
+ *   A missing or damaged index is rebuilt from the files with a new
+ *   UIDVALIDITY (> the old one when known).
+ */
+#include "maildir-store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CACHE_MAX 32
+#define TRUST_NS  (G_GINT64_CONSTANT(2) * 1000000000)
+
+static GMutex table_lock;
+static GHashTable *table; /* key -> MdFolder (in_table) */
+static GQueue unused;     /* MdFolder with refs == 0, oldest first */
+
+char *
+md_folder_key(const char *user, const char *folder, GError **error)
+{
+    g_autofree char *domain = NULL, *local = NULL;
+    if (!maildir_user_split(user, &domain, &local, error))
+        return NULL;
+    if (folder)
+        return g_strdup_printf("%s/%s/.%s", domain, local, folder);
+    return g_strdup_printf("%s/%s", domain, local);
+}
+
+static void
+folder_free(MdFolder *f)
+{
+    md_index_clear(&f->idx);
+    g_mutex_clear(&f->lock);
+    g_mutex_clear(&f->watch_lock);
+    g_list_free(f->watchers);
+    g_free(f->key);
+    g_free(f);
+}
+
+/* Under table_lock. */
+static void
+table_drop(MdFolder *f)
+{
+    if (!f->in_table)
+        return;
+    g_hash_table_remove(table, f->key);
+    f->in_table = FALSE;
+    if (f->refs == 0) {
+        g_queue_remove(&unused, f);
+        folder_free(f);
+    }
+}
+
+MdFolder *
+md_folder_get(const char *key, const MaildirFds *fds)
+{
+    struct stat st;
+    gboolean have_id = fstat(fds->dir, &st) == 0;
+    g_mutex_lock(&table_lock);
+    if (!table)
+        table = g_hash_table_new(g_str_hash, g_str_equal);
+    MdFolder *f = g_hash_table_lookup(table, key);
+    if (f && have_id && (f->dev != st.st_dev || f->ino != st.st_ino)) {
+        table_drop(f); /* another directory by that name now */
+        f = NULL;
+    }
+    if (!f) {
+        f = g_new0(MdFolder, 1);
+        f->key = g_strdup(key);
+        g_mutex_init(&f->lock);
+        g_mutex_init(&f->watch_lock);
+        md_index_init(&f->idx);
+        if (have_id) {
+            f->dev = st.st_dev;
+            f->ino = st.st_ino;
+        }
+        f->in_table = TRUE;
+        g_hash_table_insert(table, f->key, f);
+    } else if (f->refs == 0) {
+        g_queue_remove(&unused, f);
+    }
+    f->refs++;
+    g_mutex_unlock(&table_lock);
+    return f;
+}
+
+void
+md_folder_put(MdFolder *f)
+{
+    if (!f)
+        return;
+    g_mutex_lock(&table_lock);
+    if (--f->refs == 0) {
+        if (!f->in_table) {
+            folder_free(f);
+        } else {
+            g_queue_push_tail(&unused, f);
+            while (unused.length > CACHE_MAX)
+                table_drop(g_queue_peek_head(&unused));
+        }
+    }
+    g_mutex_unlock(&table_lock);
+}
+
+void
+md_folder_forget(const char *key)
+{
+    g_mutex_lock(&table_lock);
+    if (table) {
+        g_autofree char *prefix = g_strconcat(key, ".", NULL);
+        GHashTableIter it;
+        gpointer k, v;
+        GPtrArray *drop = g_ptr_array_new();
+        g_hash_table_iter_init(&it, table);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            if (strcmp(k, key) == 0 || g_str_has_prefix(k, prefix))
+                g_ptr_array_add(drop, v);
+        for (guint i = 0; i < drop->len; i++)
+            table_drop(drop->pdata[i]);
+        g_ptr_array_free(drop, TRUE);
+    }
+    g_mutex_unlock(&table_lock);
+}
+
+void
+md_folder_changed(MdFolder *f)
+{
+    __atomic_add_fetch(&f->changes, 1, __ATOMIC_SEQ_CST);
+    g_mutex_lock(&f->watch_lock);
+    for (GList *l = f->watchers; l; l = l->next)
+        md_session_watch_fire(l->data);
+    g_mutex_unlock(&f->watch_lock);
+}
+
+void
+md_notify_delivery(Maildir *md, const char *user, const char *folder)
+{
+    if (folder && g_ascii_strcasecmp(folder, "INBOX") == 0)
+        folder = NULL;
+    g_autofree char *key = md_folder_key(user, folder, NULL);
+    if (!key)
+        return;
+    MdFolder *f = NULL;
+    g_mutex_lock(&table_lock);
+    if (table && (f = g_hash_table_lookup(table, key))) {
+        if (f->refs == 0)
+            g_queue_remove(&unused, f);
+        f->refs++;
+    }
+    g_mutex_unlock(&table_lock);
+    if (!f)
+        return;
+    g_atomic_int_set(&f->dirty, 1);
+    md_folder_changed(f);
+    md_folder_put(f);
+}
+
+/* --- sizes ------------------------------------------------------------------ */
+
+gint64
+md_file_vsize(int fd)
+{
+    char buf[65536];
+    gint64 total = 0, bare = 0;
+    gboolean last_cr = FALSE;
+    gint64 off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        const char *p = buf, *end = buf + n;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (gsize)(end - p));
+            if (!nl)
+                break;
+            gboolean cr = nl > buf ? nl[-1] == '\r' : last_cr;
+            if (!cr)
+                bare++;
+            p = nl + 1;
+        }
+        last_cr = buf[n - 1] == '\r';
+        total += n;
+        off += n;
+    }
+    return total + bare;
+}
+
+/* --- directory scan ----------------------------------------------------------- */
+
+typedef struct {
+    char *name;
+    gboolean in_new;
+} ScanFile;
+
+static gint64
+mtime_ns(const struct stat *st)
+{
+    return (gint64)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static gboolean
+name_usable(const char *n)
+{
+    if (n[0] == '.' || n[0] == ':' || n[0] == 0)
+        return FALSE;
+    for (const unsigned char *p = (const unsigned char *)n; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return FALSE;
+    return TRUE;
+}
+
+/* Append the usable names in dirfd to out. FALSE with error. */
+static gboolean
+read_names(int dirfd, gboolean in_new, GArray *out, GError **error)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        g_set_error(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "cannot read %s/: %s",
+                    in_new ? "new" : "cur", g_strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return FALSE;
+    }
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue;
+        if (!name_usable(de->d_name))
+            continue;
+        ScanFile sf = {g_strdup(de->d_name), in_new};
+        g_array_append_val(out, sf);
+    }
+    closedir(d);
+    return TRUE;
+}
+
+static void
+scan_files_free(GArray *a)
+{
+    for (guint i = 0; i < a->len; i++)
+        g_free(g_array_index(a, ScanFile, i).name);
+    g_array_unref(a);
+}
+
+static gint
+scan_cmp(gconstpointer a, gconstpointer b)
+{
+    return strverscmp(((const ScanFile *)a)->name, ((const ScanFile *)b)->name);
+}
+
+/* Flags, keywords and odd name of a file as found in a directory. */
+static void
+file_state(const ScanFile *sf, guint32 *flags_r, guint32 *kw_r, char **odd_r)
+{
+    const char *colon = strchr(sf->name, ':');
+    md_flags_from_info(colon, flags_r, kw_r);
+    gsize bl = md_base_len(sf->name);
+    *odd_r = NULL;
+    if (sf->in_new) {
+        if (colon)
+            *odd_r = g_strdup(sf->name);
+        return;
+    }
+    g_autofree char *base = g_strndup(sf->name, bl);
+    g_autofree char *canon = md_cur_name(base, *flags_r, *kw_r);
+    if (strcmp(canon, sf->name) != 0)
+        *odd_r = g_strdup(sf->name);
+}
+
+/* A new file: stat and size it; FALSE to skip it (vanished, not a
+ * regular file). */
+static gboolean
+size_new_file(const MaildirFds *fds, const ScanFile *sf, gint64 *size_r, gint64 *vsize_r,
+              gint64 *date_r)
+{
+    int sub = sf->in_new ? fds->new_ : fds->cur;
+    int fd = openat(sub, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return FALSE;
+    struct stat st;
+    gboolean ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (ok) {
+        *size_r = st.st_size;
+        *date_r = st.st_mtim.tv_sec;
+        *vsize_r = md_file_vsize(fd);
+        ok = *vsize_r >= 0;
+    }
+    close(fd);
+    return ok;
+}
+
+/* Does a file with this base exist in new/ or cur/ now? */
+static gboolean
+base_present(GArray *files, const char *base)
+{
+    gsize bl = strlen(base);
+    for (guint i = 0; i < files->len; i++) {
+        const char *n = g_array_index(files, ScanFile, i).name;
+        if (strncmp(n, base, bl) == 0 && (n[bl] == 0 || n[bl] == ':'))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Read both directories and record the differences in a transaction;
+ * commits it (or, with in_memory, only applies it). */
+static gboolean
+scan(MdFolder *f, const MaildirFds *fds, gboolean in_memory, gboolean *changed_r, GError **error)
+{
+    MdIndex *idx = &f->idx;
+    struct stat nst, cst;
+    if (fstat(fds->new_, &nst) < 0 || fstat(fds->cur, &cst) < 0) {
+        g_set_error(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "cannot stat new/, cur/: %s",
+                    g_strerror(errno));
+        return FALSE;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gint64 now_ns = (gint64)now.tv_sec * 1000000000 + now.tv_nsec;
+
+    GArray *files = g_array_new(FALSE, FALSE, sizeof(ScanFile));
+    if (!read_names(fds->new_, TRUE, files, error) || !read_names(fds->cur, FALSE, files, error)) {
+        scan_files_free(files);
+        return FALSE;
+    }
+    for (guint i = 0; i < idx->entries->len; i++)
+        g_array_index(idx->entries, MdEntry, i).seen = FALSE;
+
+    MdTxn txn;
+    md_txn_begin(&txn, idx);
+    GArray *fresh = g_array_new(FALSE, FALSE, sizeof(ScanFile));
+    for (guint i = 0; i < files->len; i++) {
+        ScanFile *sf = &g_array_index(files, ScanFile, i);
+        MdEntry *e = md_index_find_name(idx, sf->name);
+        if (!e) {
+            /* A second file with the same base is ignored below too. */
+            g_array_append_val(fresh, *sf);
+            continue;
+        }
+        if (e->seen)
+            continue; /* same base in new/ and cur/: mid-move, take the first */
+        e->seen = TRUE;
+        guint32 flags, kw;
+        g_autofree char *odd = NULL;
+        file_state(sf, &flags, &kw, &odd);
+        if (sf->in_new) {
+            /* new/ carries no flags: keep the index's (none, normally). */
+            flags = e->flags;
+            kw = e->keywords;
+        }
+        if ((gboolean)e->in_new != sf->in_new || e->flags != flags || e->keywords != kw ||
+            g_strcmp0(e->odd_name, odd) != 0)
+            md_txn_flags(&txn, e, flags, kw, sf->in_new, odd);
+    }
+    /* Missing files: look again before calling them expunged. */
+    GArray *again = NULL;
+    for (guint i = 0; i < idx->entries->len; i++) {
+        MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
+        if (e->seen)
+            continue;
+        if (!again) {
+            again = g_array_new(FALSE, FALSE, sizeof(ScanFile));
+            if (!read_names(fds->new_, TRUE, again, NULL) ||
+                !read_names(fds->cur, FALSE, again, NULL))
+                g_array_set_size(again, 0);
+        }
+        if (!base_present(again, e->base))
+            md_txn_expunge(&txn, e->uid);
+    }
+    if (again)
+        scan_files_free(again);
+
+    g_array_sort(fresh, scan_cmp);
+    typedef struct {
+        const ScanFile *sf;
+        char *base, *odd;
+        guint32 flags, kw;
+        gint64 size, vsize, date;
+    } Fresh;
+    GArray *adds = g_array_new(FALSE, FALSE, sizeof(Fresh));
+    GHashTable *added = g_hash_table_new(g_str_hash, g_str_equal);
+    guint32 kw_used = 0;
+    for (guint i = 0; i < fresh->len; i++) {
+        Fresh a = {.sf = &g_array_index(fresh, ScanFile, i)};
+        a.base = g_strndup(a.sf->name, md_base_len(a.sf->name));
+        if (g_hash_table_contains(added, a.base) ||
+            !size_new_file(fds, a.sf, &a.size, &a.vsize, &a.date)) {
+            g_free(a.base);
+            continue;
+        }
+        file_state(a.sf, &a.flags, &a.kw, &a.odd);
+        if (a.sf->in_new)
+            a.flags = a.kw = 0;
+        kw_used |= a.kw;
+        g_hash_table_add(added, a.base);
+        g_array_append_val(adds, a);
+    }
+    /* Keyword letters the index has no name for get placeholder names. */
+    for (guint k = idx->keywords->len; k < KR_STORE_MAX_KEYWORDS; k++)
+        if (kw_used >> k) {
+            g_autofree char *kn = g_strdup_printf("$maildir_%c", 'a' + k);
+            md_txn_keyword(&txn, k, kn);
+        }
+    for (guint i = 0; i < adds->len; i++) {
+        Fresh *a = &g_array_index(adds, Fresh, i);
+        md_txn_add(&txn, a->flags, a->kw, a->size, a->vsize, a->date, a->sf->in_new, a->base,
+                   a->odd);
+        g_free(a->base);
+        g_free(a->odd);
+    }
+    g_array_unref(adds);
+    g_hash_table_unref(added);
+    g_array_unref(fresh); /* names belong to files */
+    scan_files_free(files);
+
+    gint64 nm = mtime_ns(&nst), cm = mtime_ns(&cst);
+    if (nm > now_ns - TRUST_NS || cm > now_ns - TRUST_NS)
+        nm = cm = 0; /* too recent to trust: scan again next time */
+    if (changed_r)
+        *changed_r = txn.n > 0;
+    if (nm != idx->new_mtime || cm != idx->cur_mtime)
+        md_txn_dirs(&txn, nm, cm);
+
+    gboolean ok = TRUE;
+    if (in_memory)
+        md_index_apply_txn(idx, &txn);
+    else
+        ok = md_index_commit(idx, fds->dir, &txn, error);
+    md_txn_free(&txn);
+    return ok;
+}
+
+/* Rebuild the index from the files (it is missing or damaged). */
+static gboolean
+rebuild(MdFolder *f, const MaildirFds *fds, GError **error)
+{
+    MdIndex *idx = &f->idx;
+    guint32 old = idx->uidvalidity;
+    md_index_reset(idx);
+    guint32 v = (guint32)time(NULL);
+    idx->uidvalidity = v > old ? v : old + 1;
+    idx->cache_gen = idx->uidvalidity;
+    idx->loaded = TRUE;
+    if (!scan(f, fds, TRUE, NULL, error) || !md_index_write_full(idx, fds->dir, error)) {
+        md_index_reset(idx);
+        idx->uidvalidity = old;
+        return FALSE;
+    }
+    if (idx->entries->len > 0 || old != 0)
+        g_message("%s: index rebuilt from %u files, uidvalidity %u", f->key, idx->entries->len,
+                  idx->uidvalidity);
+    return TRUE;
+}
+
+static gboolean
+dirs_unchanged(MdFolder *f, const MaildirFds *fds)
+{
+    struct stat nst, cst;
+    if (f->idx.new_mtime == 0 || fstat(fds->new_, &nst) < 0 || fstat(fds->cur, &cst) < 0)
+        return FALSE;
+    return mtime_ns(&nst) == f->idx.new_mtime && mtime_ns(&cst) == f->idx.cur_mtime;
+}
+
+gboolean
+md_folder_sync_locked(MdFolder *f, const MaildirFds *fds, gboolean force, GError **error)
+{
+    MdIdxResult r = md_index_refresh(&f->idx, fds->dir, error);
+    if (r == MD_IDX_IOERR)
+        return FALSE;
+    if (r == MD_IDX_DAMAGED)
+        g_warning("%s: %s is damaged; rebuilding it from the files", f->key, MD_INDEX_FILE);
+    gboolean changed = FALSE;
+    g_atomic_int_set(&f->dirty, 0);
+    if (r != MD_IDX_OK) {
+        if (!rebuild(f, fds, error))
+            return FALSE;
+        changed = TRUE;
+    } else if (force || !dirs_unchanged(f, fds)) {
+        if (!scan(f, fds, FALSE, &changed, error))
+            return FALSE;
+        GError *cerr = NULL;
+        if (!md_index_maybe_compact(&f->idx, fds->dir, &cerr)) {
+            g_warning("%s: %s", f->key, cerr->message);
+            g_error_free(cerr);
+        }
+    }
+    if (changed)
+        md_folder_changed(f);
+    return TRUE;
+}
+
+gboolean
+md_folder_sync(MdFolder *f, const MaildirFds *fds, gboolean force, GError **error)
+{
+    MdIdxResult r = md_index_refresh(&f->idx, fds->dir, error);
+    if (r == MD_IDX_IOERR)
+        return FALSE;
+    if (r == MD_IDX_OK && !force && !g_atomic_int_get(&f->dirty) && dirs_unchanged(f, fds))
+        return TRUE;
+    int lk = md_index_lock(fds->dir, error);
+    if (lk < 0)
+        return FALSE;
+    gboolean ok = md_folder_sync_locked(f, fds, force, error);
+    md_index_unlock(lk);
+    return ok;
+}

@@ -1,0 +1,835 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-store.c - the mailbox API of the maildir store (kr-store.h),
+ * through the real module loaded into a temp DATA_DIR.
+ *
+ * Covers: messages written straight into new/ and cur/ by "another tool"
+ * are indexed (UIDs, CRLF sizes, guids, content); UIDs stable across
+ * sessions; the index rebuilt when missing, truncated or garbage (new
+ * UIDVALIDITY, same guids); files added and removed behind a session's
+ * back while it is open; name validation ('..', '/', control
+ * characters) and symlinks (never followed); flags (file renames, other
+ * sessions told, own changes not reported, CONDSTORE unchanged_since);
+ * expunge; append; copy and move (UIDPLUS answers); cached blobs;
+ * folder create/list/rename/delete/subscriptions/status; the exclusive
+ * (POP3) lock; watches on delivery; and deliveries racing sessions in
+ * threads and in a second process without loss or index damage.
+ */
+#include "testlib.h"
+#include "../core/kr-startup.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *data_dir;
+static const KrStore *store;
+static const KrMailboxOps *ops;
+
+static char *
+home_of(const char *local, const char *folder)
+{
+    if (folder) {
+        g_autofree char *dn = g_strconcat(".", folder, NULL);
+        return g_build_filename(data_dir, "mail", "localhost", local, dn, NULL);
+    }
+    return g_build_filename(data_dir, "mail", "localhost", local, NULL);
+}
+
+/* "Another tool" writes a message file. */
+static void
+put_file(const char *local, const char *folder, const char *sub, const char *name,
+         const char *content)
+{
+    g_autofree char *home = home_of(local, folder);
+    for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
+        g_autofree char *d = g_build_filename(home, s, NULL);
+        g_mkdir_with_parents(d, 0700);
+    }
+    g_autofree char *path = g_build_filename(home, sub, name, NULL);
+    GError *err = NULL;
+    g_assert_true(g_file_set_contents(path, content, -1, &err));
+    g_assert_no_error(err);
+}
+
+static KrMailbox *
+open_mb(const char *local, const char *folder, unsigned flags)
+{
+    g_autofree char *user = g_strconcat(local, "@localhost", NULL);
+    GError *err = NULL;
+    KrMailbox *mb = ops->open(store->self, user, folder, flags, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(mb);
+    return mb;
+}
+
+static char *
+content_of(KrMailbox *mb, guint32 uid)
+{
+    GError *err = NULL;
+    int fd = ops->open_content(mb, uid, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(fd, >=, 0);
+    GString *s = g_string_new(NULL);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        g_string_append_len(s, buf, n);
+    close(fd);
+    return g_string_free(s, FALSE);
+}
+
+static gboolean
+exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void
+test_other_tool(void)
+{
+    put_file("ann", NULL, "new", "1000.A.host", "Subject: a\n\nbody a\n");
+    put_file("ann", NULL, "cur", "1001.B.host:2,S", "Subject: b\r\n\r\nbody b\r\n");
+    put_file("ann", NULL, "new", "1002.C.host", "Subject: c\n\nc\n");
+    KrMailbox *mb = open_mb("ann", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 3);
+    const KrMailboxMsg *m1 = ops->msg(mb, 1), *m2 = ops->msg(mb, 2), *m3 = ops->msg(mb, 3);
+    /* UIDs in file-name order, guid = name up to ':' */
+    g_assert_cmpuint(m1->uid, ==, 1);
+    g_assert_cmpuint(m2->uid, ==, 2);
+    g_assert_cmpuint(m3->uid, ==, 3);
+    g_assert_cmpstr(m1->guid, ==, "1000.A.host");
+    g_assert_cmpstr(m2->guid, ==, "1001.B.host");
+    /* sizes count line ends as CRLF */
+    g_assert_cmpint(m1->size, ==, strlen("Subject: a\r\n\r\nbody a\r\n"));
+    g_assert_cmpint(m2->size, ==, strlen("Subject: b\r\n\r\nbody b\r\n"));
+    g_assert_cmpuint(m1->flags, ==, 0);
+    g_assert_cmpuint(m2->flags, ==, KR_FLAG_SEEN);
+    g_assert_null(ops->msg(mb, 4));
+    g_assert_cmpuint(ops->seq_of_uid(mb, 3), ==, 3);
+    g_assert_cmpuint(ops->seq_of_uid(mb, 9), ==, 0);
+    KrMailboxStatus st;
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(st.uidnext, ==, 4);
+    g_assert_cmpuint(st.unseen, ==, 2);
+    g_assert_cmpuint(st.uidvalidity, >, 0);
+    g_autofree char *c2 = content_of(mb, 2);
+    g_assert_cmpstr(c2, ==, "Subject: b\r\n\r\nbody b\r\n");
+    guint32 validity = st.uidvalidity;
+    ops->close(mb);
+
+    /* The index file is there and a new session sees the same UIDs. */
+    g_autofree char *home = home_of("ann", NULL);
+    g_autofree char *idx = g_build_filename(home, "kurir-index", NULL);
+    g_assert_true(exists(idx));
+    mb = open_mb("ann", NULL, KR_MAILBOX_READONLY);
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(st.uidvalidity, ==, validity);
+    g_assert_cmpuint(ops->count(mb), ==, 3);
+    g_assert_cmpstr(ops->msg(mb, 3)->guid, ==, "1002.C.host");
+    g_assert_cmpuint(ops->msg(mb, 3)->uid, ==, 3);
+    GError *err = NULL;
+    guint32 uid = 1;
+    g_assert_false(ops->set_flags(mb, &uid, 1, KR_FLAGS_ADD, KR_FLAG_SEEN, NULL, 0, NULL, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_READONLY);
+    g_clear_error(&err);
+    ops->close(mb);
+}
+
+/* Index lost, truncated or garbage: rebuilt, guids kept. */
+static void
+test_index_damage(void)
+{
+    for (int i = 0; i < 5; i++) {
+        g_autofree char *n = g_strdup_printf("20%02d.X.host", i);
+        g_autofree char *c = g_strdup_printf("Subject: %d\n\nbody\n", i);
+        put_file("dan", NULL, "new", n, c);
+    }
+    KrMailbox *mb = open_mb("dan", NULL, 0);
+    KrMailboxStatus st;
+    ops->get_status(mb, &st);
+    guint32 v1 = st.uidvalidity;
+    guint32 uid = 2;
+    GError *err = NULL;
+    g_assert_true(ops->set_flags(mb, &uid, 1, KR_FLAGS_ADD, KR_FLAG_FLAGGED, NULL, 0, NULL, &err));
+    g_assert_no_error(err);
+    ops->close(mb);
+
+    g_autofree char *home = home_of("dan", NULL);
+    g_autofree char *idx = g_build_filename(home, "kurir-index", NULL);
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(idx, &data, &len, NULL));
+
+    /* 1. A torn last line (crash mid-append): the rest is still good. */
+    g_autofree char *torn = g_strconcat(data, "M 99 0 0 1 1", NULL);
+    g_assert_true(g_file_set_contents(idx, torn, -1, NULL));
+    mb = open_mb("dan", NULL, 0);
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(st.uidvalidity, ==, v1);
+    g_assert_cmpuint(ops->count(mb), ==, 5);
+    g_assert_cmpuint(ops->msg(mb, 2)->flags, ==, KR_FLAG_FLAGGED); /* from the file name */
+    ops->close(mb);
+
+    /* 2. Truncated in the middle: complete lines kept, the files fill in. */
+    g_assert_true(g_file_set_contents(idx, data, (gssize)(len * 2 / 3), NULL));
+    mb = open_mb("dan", NULL, 0);
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(ops->count(mb), ==, 5);
+    for (guint s = 1; s <= 5; s++) {
+        g_autofree char *want = g_strdup_printf("20%02u.X.host", s - 1);
+        g_assert_cmpstr(ops->msg(mb, s)->guid, ==, want);
+    }
+    ops->close(mb);
+
+    /* 3. Garbage: rebuilt with a new, larger UIDVALIDITY; guids kept. */
+    g_assert_true(g_file_set_contents(idx, "kurir-index 1 5 5\nM garbage\n\x01\x02", -1, NULL));
+    mb = open_mb("dan", NULL, 0);
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(st.uidvalidity, >, v1);
+    g_assert_cmpuint(ops->count(mb), ==, 5);
+    g_assert_cmpstr(ops->msg(mb, 1)->guid, ==, "2000.X.host");
+    g_assert_cmpuint(ops->msg(mb, 2)->flags, ==, KR_FLAG_FLAGGED);
+    guint32 v2 = st.uidvalidity;
+    ops->close(mb);
+
+    /* 4. Missing: rebuilt again, UIDVALIDITY grows again. */
+    g_assert_cmpint(unlink(idx), ==, 0);
+    mb = open_mb("dan", NULL, 0);
+    ops->get_status(mb, &st);
+    g_assert_cmpuint(st.uidvalidity, >, v2);
+    g_assert_cmpuint(ops->count(mb), ==, 5);
+    ops->close(mb);
+
+    /* 5. A symlink planted as the index is not followed. */
+    g_autofree char *target = g_build_filename(data_dir, "outside", NULL);
+    g_assert_true(g_file_set_contents(target, "kurir-index 1 7 7\n", -1, NULL));
+    g_assert_cmpint(unlink(idx), ==, 0);
+    g_assert_cmpint(symlink(target, idx), ==, 0);
+    mb = open_mb("dan", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 5);
+    ops->close(mb);
+    struct stat lst;
+    g_assert_cmpint(lstat(idx, &lst), ==, 0);
+    g_assert_true(S_ISREG(lst.st_mode)); /* replaced by a real file */
+    g_autofree char *tdata = NULL;
+    g_assert_true(g_file_get_contents(target, &tdata, NULL, NULL));
+    g_assert_cmpstr(tdata, ==, "kurir-index 1 7 7\n"); /* untouched */
+}
+
+/* Added and removed by another process while a session is open. */
+static void
+test_behind_back(void)
+{
+    put_file("bea", NULL, "new", "3000.A.host", "Subject: 1\n\n1\n");
+    put_file("bea", NULL, "new", "3001.B.host", "Subject: 2\n\n2\n");
+    put_file("bea", NULL, "new", "3002.C.host", "Subject: 3\n\n3\n");
+    KrMailbox *pop = open_mb("bea", NULL, KR_MAILBOX_EXCLUSIVE); /* never syncs */
+    KrMailbox *imap = open_mb("bea", NULL, 0);
+    g_assert_cmpuint(ops->count(pop), ==, 3);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        g_autofree char *h = home_of("bea", NULL);
+        g_autofree char *gone = g_build_filename(h, "new", "3001.B.host", NULL);
+        g_autofree char *add = g_build_filename(h, "new", "3003.D.host", NULL);
+        int ok = unlink(gone) == 0 && g_file_set_contents(add, "Subject: 4\n\n4\n", -1, NULL);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* The never-syncing session keeps its view; the gone one is gone. */
+    g_assert_cmpuint(ops->count(pop), ==, 3);
+    GError *err = NULL;
+    g_assert_cmpint(ops->open_content(pop, 2, &err), ==, -1);
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_NO_MESSAGE);
+    g_clear_error(&err);
+    g_autofree char *c3 = content_of(pop, 3);
+    g_assert_cmpstr(c3, ==, "Subject: 3\n\n3\n");
+
+    /* The syncing one is told. */
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(imap, &ch, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ch.expunged_seqs->len, ==, 1);
+    g_assert_cmpuint(g_array_index(ch.expunged_seqs, guint32, 0), ==, 2);
+    g_assert_cmpuint(g_array_index(ch.expunged_uids, guint32, 0), ==, 2);
+    g_assert_cmpuint(ch.new_messages, ==, 1);
+    g_assert_cmpuint(ch.exists, ==, 3);
+    g_assert_cmpuint(ops->msg(imap, 3)->uid, ==, 4);
+    g_assert_cmpstr(ops->msg(imap, 3)->guid, ==, "3003.D.host");
+    kr_mailbox_changes_clear(&ch);
+
+    /* Another program sets a flag by renaming: adopted, reported. */
+    g_autofree char *h = home_of("bea", NULL);
+    g_autofree char *from = g_build_filename(h, "new", "3000.A.host", NULL);
+    g_autofree char *to = g_build_filename(h, "cur", "3000.A.host:2,RS", NULL);
+    g_assert_cmpint(rename(from, to), ==, 0);
+    g_assert_true(ops->sync(imap, &ch, &err));
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
+    g_assert_cmpuint(ops->msg(imap, 1)->flags, ==, KR_FLAG_SEEN | KR_FLAG_ANSWERED);
+    kr_mailbox_changes_clear(&ch);
+    /* and the content is still found under the new name */
+    g_autofree char *c1 = content_of(pop, 1);
+    g_assert_cmpstr(c1, ==, "Subject: 1\n\n1\n");
+    ops->close(imap);
+    ops->close(pop);
+}
+
+static void
+test_names(void)
+{
+    static const char *const bad[] = {"..",     "a/b",       "../x",   "a..b", ".hidden",
+                                      "x\x01y", "tab\there", "trail.", ""};
+    GError *err = NULL;
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        KrMailbox *mb = ops->open(store->self, "nina@localhost", bad[i], 0, &err);
+        g_assert_null(mb);
+        g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_INVALID_NAME);
+        g_clear_error(&err);
+        g_assert_false(ops->create(store->self, "nina@localhost", bad[i], &err));
+        g_assert_nonnull(err);
+        g_clear_error(&err);
+    }
+    g_assert_null(ops->open(store->self, "../etc@localhost", NULL, 0, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_INVALID_NAME);
+    g_clear_error(&err);
+    g_assert_null(ops->open(store->self, "a/b@localhost", NULL, 0, &err));
+    g_clear_error(&err);
+
+    /* No such folder */
+    g_assert_null(ops->open(store->self, "nina@localhost", "Nope", 0, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+
+    /* A folder that is a symlink to elsewhere is refused. */
+    g_autofree char *outside = g_build_filename(data_dir, "elsewhere", NULL);
+    for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
+        g_autofree char *d = g_build_filename(outside, s, NULL);
+        g_mkdir_with_parents(d, 0700);
+    }
+    g_autofree char *secret = g_build_filename(outside, "new", "1.secret", NULL);
+    g_assert_true(g_file_set_contents(secret, "Subject: secret\n\n", -1, NULL));
+    KrMailbox *mb = open_mb("nina", NULL, 0); /* creates the home */
+    ops->close(mb);
+    g_autofree char *home = home_of("nina", NULL);
+    g_autofree char *link = g_build_filename(home, ".Evil", NULL);
+    g_assert_cmpint(symlink(outside, link), ==, 0);
+    g_assert_null(ops->open(store->self, "nina@localhost", "Evil", 0, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    g_autoptr(GPtrArray) list = ops->list(store->self, "nina@localhost", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(list->len, ==, 1); /* INBOX only, no Evil */
+
+    /* A message file that is a symlink is skipped, not followed. */
+    g_autofree char *mlink = g_build_filename(home, "new", "5.link", NULL);
+    g_assert_cmpint(symlink(secret, mlink), ==, 0);
+    put_file("nina", NULL, "new", "6.real", "Subject: real\n\n");
+    /* and files with control characters or spaces in the name too */
+    put_file("nina", NULL, "new", "7.bad name", "Subject: x\n\n");
+    put_file("nina", NULL, "new", "8.bad\x01name", "Subject: y\n\n");
+    mb = open_mb("nina", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 1);
+    g_assert_cmpstr(ops->msg(mb, 1)->guid, ==, "6.real");
+    ops->close(mb);
+}
+
+static void
+test_flags(void)
+{
+    put_file("fay", NULL, "new", "4000.A.host", "Subject: 1\n\n1\n");
+    put_file("fay", NULL, "new", "4001.B.host", "Subject: 2\n\n2\n");
+    KrMailbox *a = open_mb("fay", NULL, 0);
+    KrMailbox *b = open_mb("fay", NULL, 0);
+    guint64 cc = ops->change_counter(b);
+    GError *err = NULL;
+    guint32 uids[] = {1, 2};
+    const char *kws[] = {"$Junk", "work", NULL};
+    g_assert_true(ops->set_flags(a, uids, 2, KR_FLAGS_ADD, KR_FLAG_SEEN, kws, 0, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(ops->msg(a, 1)->keywords, ==, 3);
+    const char *const *k = ops->keywords(a);
+    g_assert_cmpstr(k[0], ==, "$Junk");
+    g_assert_cmpstr(k[1], ==, "work");
+    g_assert_null(k[2]);
+    g_assert_cmpuint(ops->change_counter(b), >, cc);
+    /* the files moved to cur/ with the letters */
+    g_autofree char *home = home_of("fay", NULL);
+    g_autofree char *f1 = g_build_filename(home, "cur", "4000.A.host:2,Sab", NULL);
+    g_assert_true(exists(f1));
+
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(a, &ch, &err));
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 0); /* own change: not reported */
+    kr_mailbox_changes_clear(&ch);
+    g_assert_true(ops->sync(b, &ch, &err));
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 2);
+    g_assert_true(ch.keywords_changed);
+    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, KR_FLAG_SEEN);
+    kr_mailbox_changes_clear(&ch);
+
+    /* CONDSTORE: b's change to 1 raises its modseq; a's conditional
+     * store with the old modseq fails for 1 only. */
+    guint64 old = ops->msg(a, 1)->modseq;
+    KrMailboxStatus st;
+    ops->get_status(a, &st);
+    g_assert_cmpuint(st.highestmodseq, >=, old);
+    guint32 one = 1;
+    g_assert_true(ops->set_flags(b, &one, 1, KR_FLAGS_ADD, KR_FLAG_FLAGGED, NULL, 0, NULL, &err));
+    g_autoptr(GArray) failed = g_array_new(FALSE, FALSE, sizeof(guint32));
+    g_assert_true(
+        ops->set_flags(a, uids, 2, KR_FLAGS_REMOVE, KR_FLAG_SEEN, NULL, old, failed, &err));
+    g_assert_cmpuint(failed->len, ==, 1);
+    g_assert_cmpuint(g_array_index(failed, guint32, 0), ==, 1);
+    g_assert_cmpuint(ops->msg(a, 2)->flags, ==, 0);
+    g_assert_true(ops->sync(a, &ch, &err));
+    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_SEEN | KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
+    kr_mailbox_changes_clear(&ch);
+
+    /* Replace, and keyword limit */
+    g_assert_true(ops->set_flags(a, &one, 1, KR_FLAGS_REPLACE, KR_FLAG_DRAFT, NULL, 0, NULL, &err));
+    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_DRAFT);
+    g_assert_cmpuint(ops->msg(a, 1)->keywords, ==, 0);
+    for (int i = 0; i < 30; i++) {
+        g_autofree char *kw = g_strdup_printf("k%d", i);
+        const char *one_kw[] = {kw, NULL};
+        gboolean ok = ops->set_flags(a, &one, 1, KR_FLAGS_ADD, 0, one_kw, 0, NULL, &err);
+        if (i < KR_STORE_MAX_KEYWORDS - 2) {
+            g_assert_true(ok);
+        } else {
+            g_assert_false(ok);
+            g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_LIMIT);
+            g_clear_error(&err);
+        }
+    }
+    /* Survives a reload from disk: the file name and the index agree. */
+    ops->close(a);
+    ops->close(b);
+    g_autofree char *idx = g_build_filename(home, "kurir-index", NULL);
+    g_assert_cmpint(unlink(idx), ==, 0);
+    KrMailbox *c = open_mb("fay", NULL, 0);
+    g_assert_cmpuint(ops->msg(c, 1)->flags, ==, KR_FLAG_DRAFT);
+    g_assert_cmpuint(ops->msg(c, 1)->keywords, ==, (1u << (KR_STORE_MAX_KEYWORDS)) - 4);
+    ops->close(c);
+}
+
+static void
+test_expunge(void)
+{
+    for (int i = 0; i < 4; i++) {
+        g_autofree char *n = g_strdup_printf("50%02d.E.host", i);
+        put_file("eve", NULL, "new", n, "Subject: x\n\nx\n");
+    }
+    KrMailbox *mb = open_mb("eve", NULL, 0);
+    GError *err = NULL;
+    guint32 del[] = {2, 4};
+    g_assert_true(ops->set_flags(mb, del, 2, KR_FLAGS_ADD, KR_FLAG_DELETED, NULL, 0, NULL, &err));
+    g_autoptr(GArray) gone = g_array_new(FALSE, FALSE, sizeof(guint32));
+    g_assert_true(ops->expunge(mb, NULL, 0, TRUE, gone, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(gone->len, ==, 2);
+    g_assert_cmpuint(ops->count(mb), ==, 4); /* until sync */
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(mb, &ch, &err));
+    g_assert_cmpuint(ch.expunged_seqs->len, ==, 2);
+    g_assert_cmpuint(g_array_index(ch.expunged_seqs, guint32, 0), ==, 4); /* descending */
+    g_assert_cmpuint(g_array_index(ch.expunged_seqs, guint32, 1), ==, 2);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(ops->count(mb), ==, 2);
+    /* POP3 style: given UIDs, flags ignored */
+    guint32 one = 1;
+    g_array_set_size(gone, 0);
+    g_assert_true(ops->expunge(mb, &one, 1, FALSE, gone, &err));
+    g_assert_cmpuint(gone->len, ==, 1);
+    ops->close(mb);
+    g_autofree char *home = home_of("eve", NULL);
+    g_autofree char *nd = g_build_filename(home, "new", NULL);
+    g_autofree char *cd = g_build_filename(home, "cur", NULL);
+    GDir *d = g_dir_open(nd, 0, NULL);
+    int files = 0;
+    while (g_dir_read_name(d))
+        files++;
+    g_dir_close(d);
+    d = g_dir_open(cd, 0, NULL);
+    while (g_dir_read_name(d))
+        files++;
+    g_dir_close(d);
+    g_assert_cmpint(files, ==, 1);
+    mb = open_mb("eve", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 1);
+    g_assert_cmpuint(ops->msg(mb, 1)->uid, ==, 3);
+    ops->close(mb);
+}
+
+static void
+test_folders_append_copy(void)
+{
+    const char *u = "fred@localhost";
+    GError *err = NULL;
+    g_assert_true(ops->create(store->self, u, "Work", &err));
+    g_assert_true(ops->create(store->self, u, "Work.Old", &err));
+    g_assert_true(ops->create(store->self, u, "Zeta", &err));
+    g_assert_no_error(err);
+    g_assert_false(ops->create(store->self, u, "Work", &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_EXISTS);
+    g_clear_error(&err);
+    g_assert_false(ops->create(store->self, u, "inbox", &err));
+    g_clear_error(&err);
+    g_autoptr(GPtrArray) l = ops->list(store->self, u, &err);
+    g_assert_cmpuint(l->len, ==, 4);
+    g_assert_cmpstr(l->pdata[0], ==, "INBOX");
+    g_assert_cmpstr(l->pdata[1], ==, "Work");
+    g_assert_cmpstr(l->pdata[2], ==, "Work.Old");
+    g_assert_cmpstr(l->pdata[3], ==, "Zeta");
+
+    /* append (CRLF in, LF on disk, CRLF size), with flags, keyword, date */
+    static const char msg[] = "Subject: ap\r\nX: y\r\n\r\nhello\r\n";
+    const char *kw[] = {"$Label1", NULL};
+    KrMailboxAppend ap = {.data = msg,
+                          .len = strlen(msg),
+                          .fd = -1,
+                          .flags = KR_FLAG_SEEN,
+                          .keywords = kw,
+                          .internal_date = 1000000000};
+    guint32 v = 0, uid = 0;
+    g_assert_true(ops->append(store->self, u, "Work", &ap, &v, &uid, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(uid, ==, 1);
+    g_assert_cmpuint(v, >, 0);
+    KrMailbox *w = open_mb("fred", "Work", 0);
+    g_assert_cmpuint(ops->count(w), ==, 1);
+    const KrMailboxMsg *m = ops->msg(w, 1);
+    g_assert_cmpint(m->size, ==, strlen(msg));
+    g_assert_cmpint(m->internal_date, ==, 1000000000);
+    g_assert_cmpuint(m->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(m->keywords, ==, 1);
+    g_autofree char *c = content_of(w, 1);
+    g_assert_cmpstr(c, ==, "Subject: ap\nX: y\n\nhello\n");
+    /* cached blob */
+    g_autoptr(GBytes) blob = g_bytes_new_static("ENVELOPE(...)", 13);
+    g_assert_true(ops->cache_set(w, 1, blob, &err));
+    GBytes *got = NULL;
+    g_assert_true(ops->cache_get(w, 1, &got, &err));
+    g_assert_nonnull(got);
+    g_assert_true(g_bytes_equal(got, blob));
+    g_bytes_unref(got);
+
+    /* copy to Zeta, then move back to INBOX */
+    guint32 one = 1, dv = 0;
+    g_autoptr(GArray) su = g_array_new(FALSE, FALSE, sizeof(guint32));
+    g_autoptr(GArray) du = g_array_new(FALSE, FALSE, sizeof(guint32));
+    g_assert_true(ops->copy(w, &one, 1, "Zeta", FALSE, &dv, su, du, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(su->len, ==, 1);
+    g_assert_cmpuint(g_array_index(du, guint32, 0), ==, 1);
+    KrMailbox *z = open_mb("fred", "Zeta", 0);
+    KrMailboxStatus st;
+    ops->get_status(z, &st);
+    g_assert_cmpuint(st.uidvalidity, ==, dv);
+    g_assert_cmpuint(ops->count(z), ==, 1);
+    g_assert_cmpuint(ops->msg(z, 1)->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(ops->msg(z, 1)->keywords, ==, 1);
+    g_assert_cmpstr(ops->keywords(z)[0], ==, "$Label1");
+    g_assert_cmpint(ops->msg(z, 1)->internal_date, ==, 1000000000);
+    g_assert_cmpstr(ops->msg(z, 1)->guid, !=, ops->msg(w, 1)->guid);
+    g_assert_true(ops->cache_get(z, 1, &got, &err));
+    g_assert_nonnull(got);
+    g_assert_true(g_bytes_equal(got, blob));
+    g_bytes_unref(got);
+    g_array_set_size(du, 0);
+    g_assert_true(ops->copy(z, &one, 1, "INBOX", TRUE, &dv, NULL, du, &err));
+    g_assert_cmpuint(du->len, ==, 1);
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(z, &ch, &err));
+    g_assert_cmpuint(ch.exists, ==, 0);
+    kr_mailbox_changes_clear(&ch);
+    KrMailbox *in = open_mb("fred", NULL, 0);
+    g_assert_cmpuint(ops->count(in), ==, 1);
+    g_autofree char *c2 = content_of(in, ops->msg(in, 1)->uid);
+    g_assert_cmpstr(c2, ==, "Subject: ap\nX: y\n\nhello\n");
+    g_assert_false(ops->copy(in, &one, 1, "Nope", FALSE, NULL, NULL, NULL, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+    ops->close(in);
+    ops->close(z);
+    ops->close(w);
+
+    /* status without a session */
+    g_assert_true(ops->status(store->self, u, "Work", &st, &err));
+    g_assert_cmpuint(st.messages, ==, 1);
+    g_assert_cmpuint(st.unseen, ==, 0);
+    g_assert_cmpuint(st.uidnext, ==, 2);
+
+    /* rename with children, delete */
+    g_assert_true(ops->rename(store->self, u, "Work", "Job", &err));
+    g_assert_no_error(err);
+    g_ptr_array_unref(l);
+    l = ops->list(store->self, u, &err);
+    g_assert_cmpuint(l->len, ==, 4);
+    g_assert_cmpstr(l->pdata[1], ==, "Job");
+    g_assert_cmpstr(l->pdata[2], ==, "Job.Old");
+    g_assert_true(ops->status(store->self, u, "Job", &st, &err));
+    g_assert_cmpuint(st.messages, ==, 1);
+    g_assert_false(ops->rename(store->self, u, "Job", "Zeta", &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_EXISTS);
+    g_clear_error(&err);
+    g_assert_false(ops->rename(store->self, u, "INBOX", "X", &err));
+    g_clear_error(&err);
+    g_assert_true(ops->remove(store->self, u, "Job", &err));
+    g_assert_false(ops->remove(store->self, u, "Job", &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+    g_ptr_array_unref(l);
+    l = ops->list(store->self, u, &err);
+    g_assert_cmpuint(l->len, ==, 3); /* INBOX, Job.Old, Zeta */
+    g_assert_cmpstr(l->pdata[1], ==, "Job.Old");
+    /* re-created: a fresh folder, not the old state */
+    g_assert_true(ops->create(store->self, u, "Job", &err));
+    g_assert_true(ops->status(store->self, u, "Job", &st, &err));
+    g_assert_cmpuint(st.messages, ==, 0);
+
+    /* subscriptions */
+    g_assert_true(ops->subscribe(store->self, u, "Zeta", TRUE, &err));
+    g_assert_true(ops->subscribe(store->self, u, "inbox", TRUE, &err));
+    g_assert_true(ops->subscribe(store->self, u, "Zeta", TRUE, &err));
+    g_autoptr(GPtrArray) subs = ops->subscriptions(store->self, u, &err);
+    g_assert_cmpuint(subs->len, ==, 2);
+    g_assert_true(ops->subscribe(store->self, u, "Zeta", FALSE, &err));
+    g_ptr_array_unref(subs);
+    subs = ops->subscriptions(store->self, u, &err);
+    g_assert_cmpuint(subs->len, ==, 1);
+    g_assert_cmpstr(subs->pdata[0], ==, "INBOX");
+}
+
+static void
+test_exclusive(void)
+{
+    KrMailbox *a = open_mb("ike", NULL, KR_MAILBOX_EXCLUSIVE);
+    GError *err = NULL;
+    g_assert_null(ops->open(store->self, "ike@localhost", NULL, KR_MAILBOX_EXCLUSIVE, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_IN_USE);
+    g_clear_error(&err);
+    /* another process sees it locked too */
+    pid_t pid = fork();
+    if (pid == 0) {
+        KrMailbox *b = ops->open(store->self, "ike@localhost", NULL, KR_MAILBOX_EXCLUSIVE, &err);
+        _exit(!b && g_error_matches(err, KR_STORE_ERROR, KR_STORE_ERROR_IN_USE) ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    KrMailbox *shared = open_mb("ike", NULL, 0); /* non-exclusive is fine */
+    ops->close(shared);
+    ops->close(a);
+    a = open_mb("ike", NULL, KR_MAILBOX_EXCLUSIVE);
+    ops->close(a);
+}
+
+/* --- deliveries racing sessions ------------------------------------------ */
+
+static KrMsg *
+make_msg(const char *content)
+{
+    GError *err = NULL;
+    KrMsg *msg = kr_msg_new_spool(KR_QUEUE_INCOMING, &err);
+    g_assert_no_error(err);
+    kr_msg_set_sender(msg, "s@example.net");
+    kr_msg_add_rcpt(msg, "race@localhost");
+    g_assert_true(kr_msg_append(msg, content, strlen(content), &err));
+    g_assert_true(kr_msg_commit(msg, KR_QUEUE_INCOMING, &err));
+    g_assert_no_error(err);
+    return msg;
+}
+
+static gint watch_hits;
+static void
+on_watch(gpointer ud)
+{
+    g_atomic_int_inc(&watch_hits);
+}
+
+#define RACE_N 200
+
+static gpointer
+deliverer(gpointer p)
+{
+    KrMsg *msg = p;
+    for (int i = 0; i < RACE_N; i++) {
+        GError *err = NULL;
+        KrStoreResult r = store->deliver(store->self, "race@localhost", NULL, msg, NULL, &err);
+        g_assert_cmpint(r, ==, KR_STORE_OK);
+    }
+    return NULL;
+}
+
+static gpointer
+reader(gpointer p)
+{
+    for (int i = 0; i < 60; i++) {
+        GError *err = NULL;
+        KrMailbox *mb = ops->open(store->self, "race@localhost", NULL, 0, &err);
+        g_assert_no_error(err);
+        for (guint s = 1; s <= ops->count(mb); s += 17) {
+            int fd = ops->open_content(mb, ops->msg(mb, s)->uid, &err);
+            g_assert_no_error(err);
+            close(fd);
+        }
+        /* flag changes race deliveries and the other process */
+        if (ops->count(mb) > 0) {
+            guint32 uid = ops->msg(mb, 1 + (i % ops->count(mb)))->uid;
+            g_assert_true(
+                ops->set_flags(mb, &uid, 1, KR_FLAGS_ADD, KR_FLAG_SEEN, NULL, 0, NULL, &err));
+            g_assert_no_error(err);
+        }
+        ops->close(mb);
+    }
+    return NULL;
+}
+
+static void
+test_concurrent(void)
+{
+    g_autoptr(KrMsg) msg = make_msg("Subject: race\r\n\r\nbody\r\n");
+    KrMailbox *w = open_mb("race", NULL, 0);
+    ops->watch(w, on_watch, NULL);
+
+    /* A second process syncs and flags all along (the cross-process path). */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        for (int i = 0; i < 150; i++) {
+            GError *err = NULL;
+            KrMailbox *mb = ops->open(store->self, "race@localhost", NULL, 0, &err);
+            if (!mb) {
+                bad++;
+                continue;
+            }
+            if (ops->count(mb) > 0) {
+                guint32 uid = ops->msg(mb, ops->count(mb))->uid;
+                if (!ops->set_flags(mb, &uid, 1, KR_FLAGS_ADD, KR_FLAG_FLAGGED, NULL, 0, NULL,
+                                    &err))
+                    bad++;
+            }
+            ops->close(mb);
+            g_usleep(2000);
+        }
+        _exit(bad ? 1 : 0);
+    }
+    GThread *t[4];
+    t[0] = g_thread_new("d1", deliverer, msg);
+    t[1] = g_thread_new("d2", deliverer, msg);
+    t[2] = g_thread_new("r1", reader, NULL);
+    t[3] = g_thread_new("r2", reader, NULL);
+    for (int i = 0; i < 4; i++)
+        g_thread_join(t[i]);
+    int status;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_cmpint(g_atomic_int_get(&watch_hits), >=, 2 * RACE_N);
+
+    KrMailboxChanges ch;
+    GError *err = NULL;
+    g_assert_true(ops->sync(w, &ch, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ops->count(w), ==, 2 * RACE_N);
+    kr_mailbox_changes_clear(&ch);
+    /* UIDs strictly ascending, guids unique */
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint s = 1; s <= ops->count(w); s++) {
+        if (s > 1)
+            g_assert_cmpuint(ops->msg(w, s)->uid, >, ops->msg(w, s - 1)->uid);
+        g_assert_true(g_hash_table_add(seen, (gpointer)ops->msg(w, s)->guid));
+    }
+    KrMailboxStatus st;
+    ops->get_status(w, &st);
+    guint32 validity = st.uidvalidity;
+    g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+    for (guint s = 1; s <= ops->count(w); s++)
+        g_array_append_val(uids, ops->msg(w, s)->uid);
+    ops->watch(w, NULL, NULL);
+    ops->close(w);
+
+    /* A fresh process reads the same index from disk: no rebuild. */
+    int pfd[2];
+    g_assert_cmpint(pipe(pfd), ==, 0);
+    pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        KrMailbox *mb = ops->open(store->self, "race@localhost", NULL, 0, &err);
+        GString *s = g_string_new(NULL);
+        KrMailboxStatus cst;
+        ops->get_status(mb, &cst);
+        g_string_append_printf(s, "%u", cst.uidvalidity);
+        for (guint i = 1; i <= ops->count(mb); i++)
+            g_string_append_printf(s, " %u", ops->msg(mb, i)->uid);
+        if (write(pfd[1], s->str, s->len) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(pfd[1]);
+    GString *got = g_string_new(NULL);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(pfd[0], buf, sizeof buf)) > 0)
+        g_string_append_len(got, buf, n);
+    close(pfd[0]);
+    waitpid(pid, &status, 0);
+    GString *want = g_string_new(NULL);
+    g_string_append_printf(want, "%u", validity);
+    for (guint i = 0; i < uids->len; i++)
+        g_string_append_printf(want, " %u", g_array_index(uids, guint32, i));
+    g_assert_cmpstr(got->str, ==, want->str);
+    g_string_free(got, TRUE);
+    g_string_free(want, TRUE);
+}
+
+int
+main(int argc, char **argv)
+{
+    kr_test_init(&argc, &argv);
+    /* The store warns about the damage these tests do on purpose. */
+    g_log_set_always_fatal(G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
+    data_dir = kr_test_tmpdir();
+    g_autofree char *mpath = g_build_filename(kr_test_build_dir(), "modules", NULL);
+    KrStartupOpts o = {
+        .config_text = "core = { hostname = \"mx.test\"; domains = [ \"localhost\" ]; };\n"
+                       "modules = [ \"maildir\" ];\n"
+                       "pipeline = { maildrop = { type = \"maildrop\"; }; };\n",
+        .data_dir = data_dir,
+        .module_path = mpath,
+    };
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    if (!kr_startup(&o, errors)) {
+        for (guint i = 0; i < errors->len; i++)
+            g_printerr("%s\n", (char *)errors->pdata[i]);
+        g_error("start-up failed");
+    }
+    GError *err = NULL;
+    if (!kr_queue_init_dirs(&err))
+        g_error("%s", err->message);
+    store = kr_store("maildir");
+    g_assert_nonnull(store);
+    ops = kr_store_mailbox_ops(store);
+    g_assert_nonnull(ops);
+    g_assert_true(KR_STORE_HAS_OP(ops, watch));
+
+    g_test_add_func("/store/other-tool", test_other_tool);
+    g_test_add_func("/store/index-damage", test_index_damage);
+    g_test_add_func("/store/behind-back", test_behind_back);
+    g_test_add_func("/store/names", test_names);
+    g_test_add_func("/store/flags", test_flags);
+    g_test_add_func("/store/expunge", test_expunge);
+    g_test_add_func("/store/folders-append-copy", test_folders_append_copy);
+    g_test_add_func("/store/exclusive", test_exclusive);
+    g_test_add_func("/store/concurrent", test_concurrent);
+    int rc = g_test_run();
+    kr_shutdown_modules();
+    return rc;
+}
