@@ -5,13 +5,14 @@
  *   into the spool, and injection into the pipeline.
  *
  * SYNOPSIS
- *   smtp_cmd_data(s)               DATA: 354, then SS_DATA
+ *   smtp_cmd_data(s)               DATA: spool, 354, then SS_DATA
  *   smtp_cmd_bdat(s, arg, len)     BDAT <size> [LAST]: then SS_BDAT
  *   smtp_data_input(s, buf, len)   content octets; returns octets used
  *
  * DESCRIPTION
  *   The spool (kr_msg_new_spool, queue dir "incoming") is created at DATA
- *   or the first BDAT; content goes to it as it arrives, already
+ *   or the first BDAT, in a worker thread (input paused meanwhile, the 354
+ *   comes after); content goes to it as it arrives, already
  *   dot-unstuffed, with CRLF line ends as received (writes land in the
  *   page cache; durability comes with the queue stage's commit).
  *
@@ -44,14 +45,80 @@ content_sink(const char *data, gsize len, gpointer ud)
         kr_msg_append(tx->msg, data, len, &tx->write_error);
 }
 
-static KrMsg *
+/* --- the spool, created in a worker ------------------------------------
+ * Creating a file is a metadata operation that can take long (ext4 scans
+ * for recently deleted inodes in a busy directory): never on the loop.
+ * The session's input is paused meanwhile. */
+
+static void bdat_chunk_done(SmtpSession *s);
+
+static void
+bdat_fail(SmtpTx *tx, guint code, const char *ecode, const char *text)
+{
+    tx->failed = TRUE;
+    tx->bdat_fail_code = code;
+    tx->bdat_fail_ecode = ecode;
+    tx->bdat_fail_text = text;
+}
+
+typedef struct {
+    SmtpSession *s;
+    KrMsg *msg;
+    GError *error;
+} SpoolJob;
+
+static void
+spool_work(gpointer p)
+{
+    SpoolJob *j = p;
+    j->msg = kr_msg_new_spool(KR_QUEUE_INCOMING, &j->error);
+}
+
+static void
+spool_done(gpointer p)
+{
+    SpoolJob *j = p;
+    SmtpSession *s = j->s;
+    SmtpTx *tx = s->tx;
+    if (!j->msg)
+        g_warning("cannot create a queue file: %s", j->error->message);
+    if (!s->conn || !tx) {
+        if (j->msg)
+            kr_msg_unref(j->msg); /* removes the spool file */
+    } else if (tx->bdat) {
+        if (j->msg)
+            tx->msg = j->msg;
+        else
+            bdat_fail(tx, 451, "4.3.0", "Error: queue file write error");
+        s->state = SS_BDAT;
+        smtp_session_timeouts(s, TRUE);
+        kr_conn_resume(s->conn);
+        if (tx->bdat_left == 0)
+            bdat_chunk_done(s);
+    } else if (!j->msg) {
+        smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
+        smtp_session_resume(s);
+    } else {
+        tx->msg = j->msg;
+        smtp_data_init(&tx->dp, (guint64)smtp_g.conf->max_message_size);
+        smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+        s->state = SS_DATA;
+        smtp_session_timeouts(s, TRUE);
+        kr_conn_resume(s->conn);
+    }
+    g_clear_error(&j->error);
+    smtp_session_unref(s);
+    g_free(j);
+}
+
+static void
 new_spool(SmtpSession *s)
 {
-    g_autoptr(GError) err = NULL;
-    KrMsg *msg = kr_msg_new_spool(KR_QUEUE_INCOMING, &err);
-    if (!msg)
-        g_warning("cannot create a queue file: %s", err->message);
-    return msg;
+    SpoolJob *j = g_new0(SpoolJob, 1);
+    j->s = smtp_session_ref(s);
+    s->state = SS_BUSY;
+    kr_conn_pause(s->conn);
+    kr_worker_run(spool_work, spool_done, j);
 }
 
 void
@@ -70,15 +137,7 @@ smtp_cmd_data(SmtpSession *s)
         smtp_error(s, 554, "5.5.1", "Error: no valid recipients");
         return;
     }
-    tx->msg = new_spool(s);
-    if (!tx->msg) {
-        smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
-        return;
-    }
-    smtp_data_init(&tx->dp, (guint64)smtp_g.conf->max_message_size);
-    smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-    s->state = SS_DATA;
-    smtp_session_timeouts(s, TRUE);
+    new_spool(s); /* then 354 */
 }
 
 /* --- the end: injection ------------------------------------------------- */
@@ -254,15 +313,6 @@ bdat_chunk_done(SmtpSession *s)
     finish_message(s);
 }
 
-static void
-bdat_fail(SmtpTx *tx, guint code, const char *ecode, const char *text)
-{
-    tx->failed = TRUE;
-    tx->bdat_fail_code = code;
-    tx->bdat_fail_ecode = ecode;
-    tx->bdat_fail_text = text;
-}
-
 void
 smtp_cmd_bdat(SmtpSession *s, const char *arg, gsize len)
 {
@@ -290,10 +340,11 @@ smtp_cmd_bdat(SmtpSession *s, const char *arg, gsize len)
         bdat_fail(tx, 552, "5.3.4", "Message size exceeds fixed maximum message size");
     } else if (!tx->bdat) {
         tx->bdat = TRUE;
-        tx->msg = new_spool(s);
-        if (!tx->msg)
-            bdat_fail(tx, 451, "4.3.0", "Error: queue file write error");
         smtp_crlf_check_init(&tx->cc, SMTP_MAX_TEXT_LINE);
+        tx->bdat_left = size;
+        tx->bdat_last = last;
+        new_spool(s); /* then SS_BDAT */
+        return;
     }
     tx->bdat_left = size;
     tx->bdat_last = last;
