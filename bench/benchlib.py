@@ -12,6 +12,7 @@ Everything here talks to 127.0.0.1 only, and every wait is bounded.
     smtp_source_cmd(...)      argv for Postfix's smtp-source load generator
     count_new(maildir)        number of files in MAILDIR/new
     proc_status_kib(pid, key) VmRSS / VmHWM etc. of a process, in KiB
+    cpu_secs(pid)             user+system CPU seconds of a process
     reset_hwm(pid)            reset a process's peak RSS (VmHWM) via /proc/PID/clear_refs
     median(xs)                median of a list
 """
@@ -75,6 +76,21 @@ def proc_status_kib(pid, key):
     except OSError:
         pass
     return 0
+
+
+def cpu_secs(pid, with_children=False):
+    """User+system CPU seconds of PID (plus its reaped children's with WITH_CHILDREN); 0 if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        fields = st[st.rindex(")") + 2:].split()
+        # fields[11..14] = utime stime cutime cstime (stat fields 14..17)
+        ticks = int(fields[11]) + int(fields[12])
+        if with_children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def reset_hwm(pid):
@@ -224,6 +240,7 @@ alias_database =
 smtpd_banner = $myhostname ESMTP
 biff = no
 maillog_file = {dir}/maillog
+maillog_file_prefixes = {dir}
 virtual_mailbox_domains = {domain}
 virtual_mailbox_base = {dir}/mail
 virtual_mailbox_maps = hash:{dir}/etc/vmailbox
@@ -305,6 +322,11 @@ class Postfix:
 
     def hwm_kib(self):
         return sum(proc_status_kib(p, "VmHWM") for p in self.pids())
+
+    def cpu_secs(self):
+        """CPU of the whole instance: master with its reaped children, plus the live children."""
+        m = self.master_pid()
+        return cpu_secs(m, True) + sum(cpu_secs(p) for p in children(m)) if m else 0.0
 
     def reset_hwm(self):
         for p in self.pids():
@@ -452,6 +474,9 @@ class Kurir:
 
     def hwm_kib(self):
         return proc_status_kib(self.pid, "VmHWM")
+
+    def cpu_secs(self):
+        return cpu_secs(self.pid)
 
     def reset_hwm(self):
         reset_hwm(self.pid)
