@@ -307,4 +307,34 @@ with Kurird(config=config(vrfy=True, banner="Hello from the tests")) as k:
     tap.eq(c.cmd("VRFY")[0], 501, "VRFY without an argument: 501")
     c.cmd("QUIT")
 
+# --- DSN parameters end up in the queue file (kept there by a delivery side that defers) ----
+if DELIVERY:
+    conf = config()
+    conf = conf.replace('qmgr     = { type = "qmgr"; next = "local"; };',
+                        'qmgr     = { type = "qmgr"; next = "later"; };\n'
+                        '  later    = { type = "reject"; code = 450; ecode = "4.3.0"; text = "not now"; };')
+    conf = conf.replace('  local    = { type = "local"; };\n', "")
+    with Kurird(config=conf) as k:
+        k.add_user("alice@localhost", "alice-pw")
+        c = Raw(k.port("smtp"), greeting=True)
+        c.cmd("EHLO dsn.example")
+        c.cmd("MAIL FROM:<dsn@example.com> RET=HDRS ENVID=QQ+2B1 BODY=8BITMIME")
+        r1 = c.cmd("RCPT TO:<alice@localhost> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;alice+2Bx@localhost")
+        r2 = c.cmd("RCPT TO:<postmaster@localhost> NOTIFY=NEVER")
+        c.cmd("DATA")
+        c.send(b"Subject: dsn\r\n\r\nx\r\n.\r\n")
+        r = c.reply()
+        tap.eq((r1[0], r2[0], r[0]), (250, 250, 250), "DSN transaction accepted")
+        qid = r[1].rsplit(" ", 1)[-1]
+        k.wait_for(lambda: os.path.exists(os.path.join(k.dir, "queue", "deferred", qid)))
+        out = k.kurir("queue", "show", qid).stdout
+        tap.ok("envid: QQ+1" in out, "ENVID stored, xtext-decoded", out)
+        tap.ok("ret: HDRS" in out, "RET stored", out)
+        tap.ok("body: 8BITMIME" in out or "8BITMIME" in out, "BODY stored", out)
+        tap.ok("orcpt rfc822;alice+x@localhost" in out, "ORCPT stored as type;address, decoded", out)
+        tap.ok("notify success delay" in out, "NOTIFY=SUCCESS,DELAY stored", out)
+        tap.ok("notify never" in out, "NOTIFY=NEVER stored", out)
+        tap.ok("protocol: ESMTP" in out and "helo: dsn.example" in out, "protocol and helo stored", out)
+        c.cmd("QUIT")
+
 tap.done()
