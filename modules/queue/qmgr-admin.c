@@ -198,6 +198,9 @@ release_done(gpointer p)
     } else {
         g_message("%s: released from hold", op->id);
         qmgr_incoming(op->id, op->msg);
+        QMsg *nq = g_hash_table_lookup(Q.msgs, op->id);
+        if (nq)
+            nq->forced = TRUE; /* released: try every recipient now */
     }
     if (op->msg)
         kr_msg_unref(op->msg);

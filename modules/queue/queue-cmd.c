@@ -254,6 +254,17 @@ offline_action(const char *sub, const char *id, GError **error)
     }
     if (strcmp(sub, "delete") == 0)
         return kr_msg_remove(msg, error);
+    if (strcmp(sub, "release") == 0) {
+        /* Released mail is tried at once when kurird starts. */
+        for (guint i = 0; i < kr_msg_rcpt_count(msg); i++) {
+            KrRcpt *r = kr_msg_rcpt(msg, i);
+            if (r->state == KR_RCPT_DEFERRED && r->next_try > 0) {
+                r->next_try = 0;
+                if (!kr_msg_rcpt_save(msg, r, error))
+                    return FALSE;
+            }
+        }
+    }
     return kr_msg_move(msg, strcmp(sub, "hold") == 0 ? KR_QUEUE_HOLD : KR_QUEUE_INCOMING, error);
 }
 
