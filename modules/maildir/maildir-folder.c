@@ -496,9 +496,12 @@ rebuild(MdFolder *f, const MaildirFds *fds, GError **error)
         idx->uidvalidity = old;
         return FALSE;
     }
-    if (idx->entries->len > 0 || old != 0)
+    if (old != 0)
         g_message("%s: index rebuilt from %u files, uidvalidity %u", f->key, idx->entries->len,
                   idx->uidvalidity);
+    else
+        g_debug("%s: index created from %u files, uidvalidity %u", f->key, idx->entries->len,
+                idx->uidvalidity);
     return TRUE;
 }
 
