@@ -9,8 +9,10 @@
  *          queue = { policy = "lifo"; };
  */
 #include <kurir/kurir.h>
+#include <string.h>
 
-/* The state: a stack of items (GQueue, head = newest). */
+/* The state: a list of items, newest first. (A list keeps the example
+ * short; insertion is O(n). A real policy would use a GSequence.) */
 static gpointer
 lifo_create(void)
 {
@@ -23,32 +25,35 @@ lifo_destroy(gpointer state)
     g_queue_free(state);
 }
 
-/* A new item: on top. Remember its list link, for remove(). */
+/* Newer first: later arrival, then the later queue ID (IDs sort by time). */
+static gint
+newer_first(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    const KrQueueItem *x = a, *y = b;
+    if (x->arrival != y->arrival)
+        return x->arrival > y->arrival ? -1 : 1;
+    return -strcmp(x->queue_id, y->queue_id);
+}
+
+/* A new item (new mail, or a retry that is due): in its place. */
 static void
 lifo_enqueue(gpointer state, KrQueueItem *item)
 {
-    GQueue *q = state;
-    g_queue_push_head(q, item);
-    item->policy_data = q->head;
+    g_queue_insert_sorted(state, item, newer_first, NULL);
 }
 
 /* The next delivery: the newest item, or NULL if there is none. */
 static KrQueueItem *
 lifo_pick(gpointer state)
 {
-    KrQueueItem *item = g_queue_pop_head(state);
-    if (item)
-        item->policy_data = NULL;
-    return item;
+    return g_queue_pop_head(state);
 }
 
 /* An item left before it was picked (held, deleted). */
 static void
 lifo_remove(gpointer state, KrQueueItem *item)
 {
-    if (item->policy_data)
-        g_queue_delete_link(state, item->policy_data);
-    item->policy_data = NULL;
+    g_queue_remove(state, item);
 }
 
 /* How a delivery went. A smarter policy would slow down a destination
