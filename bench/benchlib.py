@@ -361,7 +361,16 @@ KURIR_MODULES = ("smtp", "queue", "local", "maildir", "cleanup", "auth-file")
 
 
 def kurir_missing_modules():
-    return [m for m in KURIR_MODULES if not os.path.exists(os.path.join(BUILD, "modules", m + ".so"))]
+    """Modules the benchmark needs, or etc/kurir.conf loads, that are not in BUILD/modules."""
+    want = list(KURIR_MODULES)
+    try:
+        with open(os.path.join(ROOT, "etc", "kurir.conf")) as f:
+            m = re.search(r"^modules\s*=\s*\[([^\]]*)\]", f.read(), re.M)
+        if m:
+            want += [x for x in re.findall(r'"([^"]+)"', m.group(1)) if x not in want]
+    except OSError:
+        pass
+    return [m for m in want if not os.path.exists(os.path.join(BUILD, "modules", m + ".so"))]
 
 
 def kurir_config(max_conns=5000, greet_delay="0"):
