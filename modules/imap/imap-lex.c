@@ -333,13 +333,21 @@ quoted(ImapLex *lx, char **out)
     return TRUE;
 }
 
+/* At "{" or "~{"? */
+static gboolean
+at_literal(const ImapLex *lx)
+{
+    int c = imap_lex_peek(lx);
+    return c == '{' || (c == '~' && lx->pos + 1 < lx->len && lx->buf[lx->pos + 1] == '{');
+}
+
 gboolean
 imap_lex_string(ImapLex *lx, char **out)
 {
     int c = imap_lex_peek(lx);
     if (c == '"')
         return quoted(lx, out);
-    if (c == '{')
+    if (at_literal(lx))
         return string_literal(lx, out);
     return imap_lex_fail(lx, NULL, "Expected a string");
 }
@@ -347,8 +355,7 @@ imap_lex_string(ImapLex *lx, char **out)
 gboolean
 imap_lex_astring(ImapLex *lx, char **out)
 {
-    int c = imap_lex_peek(lx);
-    if (c == '"' || c == '{')
+    if (imap_lex_peek(lx) == '"' || at_literal(lx))
         return imap_lex_string(lx, out);
     gsize start = lx->pos;
     while (lx->pos < lx->len && imap_is_astring_char(lx->buf[lx->pos]))
@@ -385,8 +392,7 @@ imap_lex_mailbox(ImapLex *lx, char **out)
 gboolean
 imap_lex_list_mailbox(ImapLex *lx, char **out)
 {
-    int c = imap_lex_peek(lx);
-    if (c == '"' || c == '{')
+    if (imap_lex_peek(lx) == '"' || at_literal(lx))
         return imap_lex_string(lx, out);
     gsize start = lx->pos;
     while (lx->pos < lx->len && imap_is_list_char(lx->buf[lx->pos]))

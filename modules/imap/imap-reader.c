@@ -319,17 +319,16 @@ read_line(ImapReader *r, const guchar *d, gsize len, gsize *pos)
     const guchar *lf = memchr(d + *pos, '\n', len - *pos);
     gsize end = lf ? (gsize)(lf - d) : len;
     gsize n = end - *pos;
-    gsize line_len = r->buf->len - r->line_start;
-    /* +1: room for the CR of CRLF, dropped at the line end */
-    if (line_len + n > r->lim.max_line + 1 || r->buf->len + n > r->lim.max_command + 1) {
-        set_error(r, IMAP_ERROR_BAD, NULL,
-                  line_len + n > r->lim.max_line + 1 ? "Command line too long"
-                                                     : "Command too long");
-        skip_line(r);
-        return IMAP_READ_ERROR;
-    }
+    /* room left: the line limit (+1 for the CR of CRLF, dropped at the
+     * line end) and the command limit; what fits is kept either way, so
+     * the tag is known however the input was split */
+    gsize line_room = r->lim.max_line + 1 - MIN(r->buf->len - r->line_start, r->lim.max_line + 1);
+    gsize cmd_room = r->lim.max_command + 1 - MIN(r->buf->len, r->lim.max_command + 1);
+    gboolean too_long = n > MIN(line_room, cmd_room);
+    if (too_long)
+        n = MIN(line_room, cmd_room);
     if (!r->raw_line) {
-        for (gsize i = *pos; i < end; i++) {
+        for (gsize i = *pos; i < *pos + n; i++) {
             guchar c = d[i];
             if (r->esc)
                 r->esc = FALSE;
@@ -338,6 +337,14 @@ read_line(ImapReader *r, const guchar *d, gsize len, gsize *pos)
             else if (c == '"')
                 r->in_quote = !r->in_quote;
         }
+    }
+    if (too_long) {
+        g_byte_array_append(r->buf, d + *pos, n);
+        *pos += n;
+        set_error(r, IMAP_ERROR_BAD, NULL,
+                  line_room <= cmd_room ? "Command line too long" : "Command too long");
+        skip_line(r);
+        return IMAP_READ_ERROR;
     }
     g_byte_array_append(r->buf, d + *pos, n);
     *pos = end;
