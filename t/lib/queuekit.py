@@ -14,7 +14,10 @@ delivery stage qtest (t/modules/qtest.c) instead of SMTP and Maildir, so
 retries, failures and slow deliveries happen when the test says. Its
 module_path is a temp directory of symlinks to build/modules/*.so and the
 test modules (removed at exit). Domains: localhost, a.test, b.test, c.test
-(all local: destinations "local:a.test" etc. for the policy).
+(all local: destinations "local:a.test" etc. for the policy). With
+smtp=True it also loads the SMTP server with a listener "smtp" (no TLS,
+port 0, no greeting delay); 127.0.0.1 may relay, so mail to other domains
+(destination "smtp:...") reaches qtest too.
 """
 import atexit
 import glob
@@ -51,13 +54,20 @@ def _group(settings):
     return " ".join("%s = %s;" % (k, _val(v)) for k, v in settings.items())
 
 
-def qconfig(policy="fair", queue=None, deliver=None, modules=(), bounce=True, debug=("queue",)):
+def qconfig(policy="fair", queue=None, deliver=None, modules=(), bounce=True, debug=("queue",),
+            smtp=False):
     q = {"policy": policy, "min_backoff": "1s", "max_backoff": "2s", "pickup_interval": "1s"}
     q.update(queue or {})
     if not bounce:
         q["bounce_node"] = ""
-    mods = ["queue"] + (["bounce"] if bounce else []) + ["qtest"] + list(modules)
-    return """
+    mods = (["smtp"] if smtp else []) + ["queue"] + (["bounce"] if bounce else []) + ["qtest"] + \
+        list(modules)
+    listeners = ""
+    if smtp:
+        listeners = """smtp = { greet_delay = "0"; };
+listeners = ( { name = "smtp"; type = "smtp"; address = "127.0.0.1"; port = 0; tls = "none"; } );
+"""
+    return listeners + """
 core = { domains = [ "localhost", "a.test", "b.test", "c.test" ]; module_path = "%s";
          debug = [ %s ]; };
 modules = [ %s ];
