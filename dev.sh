@@ -22,6 +22,7 @@ PKGS=(
   python3                       # end-to-end tests (smtplib, imaplib, poplib)
   perl                          # prove (TAP harness)
   swaks curl                    # real SMTP clients in end-to-end tests
+  fetchmail                     # a real POP3 client in end-to-end tests
   procps                        # ps/pgrep in tests
 )
 
