@@ -82,7 +82,12 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
         tag = "debug: ", prio = LOG_DEBUG;
     GString *line = g_string_sized_new(128);
     if (!use_syslog) {
-        g_autoptr(GDateTime) now = g_date_time_new_now_local();
+        /* The local zone is looked up once: g_date_time_new_now_local()
+         * would re-read /etc/localtime on every line. */
+        static GTimeZone *tz;
+        if (g_once_init_enter(&tz))
+            g_once_init_leave(&tz, g_time_zone_new_local());
+        g_autoptr(GDateTime) now = g_date_time_new_now(tz);
         g_autofree char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%f");
         ts[23] = 0; /* milliseconds */
         g_string_append_printf(line, "%s %s[%d]: ", ts, g_get_prgname() ? g_get_prgname() : "kurir",

@@ -205,7 +205,7 @@ with Kurird(config=conf) as k:
     tap.ok(not any(f.startswith(".tmp") for f in left), "no spool file left behind", left)
 
 # --- early talkers, with a greeting delay --------------------------------------------
-with Kurird(config=config(greet_delay="1s")) as k:
+with Kurird(config=config(greet_delay="1s", trusted_networks=[])) as k:
     port = k.port("smtp")
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"EHLO eager.example\r\n")
@@ -228,6 +228,15 @@ with Kurird(config=config(greet_delay="1s")) as k:
     tap.eq(c.cmd("EHLO patient.example")[0], 250, "patient client is served")
     c.cmd("QUIT")
     tap.ok("early talker 127.0.0.1" in k.read_log(), "early talker logged")
+
+# Trusted networks (local submitters) are greeted without the delay.
+with Kurird(config=config(greet_delay="2s", trusted_networks=["127.0.0.0/8"])) as k:
+    t0 = time.time()
+    c = Raw(k.port("smtp"), greeting=True)
+    dt = time.time() - t0
+    tap.eq(c.greeting[0], 220, "trusted client: 220")
+    tap.ok(dt < 1.0, "trusted client greeted without greet_delay (%.2fs)" % dt)
+    c.cmd("QUIT")
 
 # --- connection limits (core) answered in SMTP ---------------------------------------------
 conf = listener_opts(config(), "smtp", "max_per_ip = 3;")

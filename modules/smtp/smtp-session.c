@@ -568,7 +568,8 @@ smtp_session_accept(SmtpServer *srv, KrConn *conn)
             srv->name, s->trusted ? " (trusted network)" : "");
     kr_conn_set_handlers(conn, &session_handlers, s);
     smtp_session_timeouts(s, FALSE);
-    if (smtp_g.greet_delay_ms > 0)
+    /* Clients in trusted_networks (local submitters) are not made to wait. */
+    if (smtp_g.greet_delay_ms > 0 && !s->trusted)
         s->timer = g_timeout_add_full(G_PRIORITY_DEFAULT, smtp_g.greet_delay_ms, greet_timer,
                                       smtp_session_ref(s), unref_notify);
     else

@@ -26,7 +26,8 @@
  *   auth_fail_delay  = "2s"    pause before answering a failed AUTH
  *   auth_fail_limit  = 10      failed AUTHs per client address per hour;
  *                              past it AUTH is refused (0: no limit)
- *   greet_delay      = "250ms" wait this long before the greeting ("0",
+ *   greet_delay      = "250ms" wait this long before the greeting, except for
+ *                              clients in trusted_networks ("0",
  *                              "1s"); a client that talks first is an
  *                              early talker: 554 and disconnect
  *   max_errors       = 20      client errors per session before 421
