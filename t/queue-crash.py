@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import Kurird, tap  # noqa: E402
-from queuekit import deliveries, qconfig, queue_empty, queue_ids, sendmail  # noqa: E402
+from queuekit import datadir, deliveries, qconfig, queue_empty, queue_ids, sendmail  # noqa: E402
 
 
 def died(k, timeout=15):
@@ -55,7 +55,7 @@ def queued_id(r):
 POINTS = ["enqueue-durable", "active", "delivered", "saved"]
 for point in POINTS:
     conf = qconfig(deliver={"fail_match": "^nobody@"})
-    with Kurird(config=conf, env={"KURIR_CRASH_POINT": point}) as k:
+    with Kurird(config=conf, data_dir=datadir(), env={"KURIR_CRASH_POINT": point}) as k:
         r = sendmail(k, ["-v", "-f", "alice@localhost", "x@a.test", "y@b.test"],
                      "Subject: crash at %s\n\nbody\n" % point)
         qid = queued_id(r)
@@ -73,7 +73,7 @@ for point in POINTS:
 
 # bounce-queued: the DSN is durable, the recipients not yet marked BOUNCED.
 conf = qconfig(deliver={"fail_match": "^nobody@"})
-with Kurird(config=conf, env={"KURIR_CRASH_POINT": "bounce-queued"}) as k:
+with Kurird(config=conf, data_dir=datadir(), env={"KURIR_CRASH_POINT": "bounce-queued"}) as k:
     r = sendmail(k, ["-v", "-f", "alice@localhost", "nobody@a.test"], "Subject: b\n\nb\n")
     qid = queued_id(r)
     tap.ok(died(k), "bounce-queued: kurird died after queueing the DSN")
@@ -102,7 +102,7 @@ def smtp_send(port, rcpt, subject):
     return code, (m.group(1).decode() if m else None)
 
 
-with Kurird(config=conf) as k:
+with Kurird(config=conf, data_dir=datadir()) as k:
     port = k.port("smtp")
     code, first = smtp_send(port, "warm@remote.test", "warm-up")
     tap.eq(code, 250, "smtp: a message is accepted")
@@ -149,7 +149,7 @@ with Kurird(config=conf) as k:
     tap.ok(settled(k, acked), "after 250: every acknowledged message is delivered",
            sorted(acked - delivered_to(k)))
 
-with Kurird(config=conf, env={"KURIR_CRASH_POINT": "enqueue-durable"}) as k:
+with Kurird(config=conf, data_dir=datadir(), env={"KURIR_CRASH_POINT": "enqueue-durable"}) as k:
     port = k.port("smtp")
     s = smtplib.SMTP("127.0.0.1", port, timeout=15)
     s.ehlo("crash.example")
@@ -169,7 +169,7 @@ with Kurird(config=conf, env={"KURIR_CRASH_POINT": "enqueue-durable"}) as k:
 # --- during a slow delivery; with deferred mail -------------------------------------------
 conf = qconfig(queue={"min_backoff": "1s", "max_backoff": "1s"},
                deliver={"delay_ms": 1500, "defer_match": "^later@", "defer_count": 2})
-with Kurird(config=conf) as k:
+with Kurird(config=conf, data_dir=datadir()) as k:
     r = sendmail(k, ["-v", "-f", "a@localhost", "slow@a.test"], "Subject: slow\n\nx\n")
     qid = queued_id(r)
     tap.ok(k.wait_for(lambda: qid in queue_ids(k, "active")), "during delivery: in active/")
@@ -195,7 +195,7 @@ with Kurird(config=conf) as k:
 conf = qconfig(queue={"min_backoff": "1s", "max_backoff": "1s", "max_deliveries": 4},
                deliver={"delay_ms": 30, "defer_match": "^d", "defer_count": 1})
 rng = random.Random(1234)
-with Kurird(config=conf) as k:
+with Kurird(config=conf, data_dir=datadir()) as k:
     want = set()
     for rnd in range(4):
         for i in range(15):

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import Kurird, tap  # noqa: E402
-from queuekit import (deliveries, delivered, qconfig, queue_empty, queue_ids,  # noqa: E402
+from queuekit import (datadir, deliveries, delivered, qconfig, queue_empty, queue_ids,  # noqa: E402
                       sendmail)
 
 
@@ -60,7 +60,7 @@ def send(k, args, text="Subject: test\n\nbody\n"):
 conf = qconfig(queue={"min_backoff": "1s", "max_backoff": "1s", "max_lifetime": "4s"},
                deliver={"defer_match": "^retry@", "defer_count": 2, "fail_match": "^nobody@",
                         "stuck_match": "^stuck"})
-with Kurird(config=conf) as k:
+with Kurird(config=conf, data_dir=datadir()) as k:
     t0 = time.time()
     rid = send(k, ["-f", "alice@localhost", "retry@a.test"])
     tap.ok(k.wait_for(lambda: rid in queue_ids(k, "deferred"), timeout=5),
@@ -160,7 +160,7 @@ def attempts(k, qid):
     return int(m.group(1)) if m else 0
 
 
-with Kurird(config=conf) as k:
+with Kurird(config=conf, data_dir=datadir()) as k:
     qid = send(k, ["-f", "alice@localhost", "stuck@a.test", "stuck2@b.test"],
          "Subject: held back\n\nthe body\n")
     tap.ok(k.wait_for(lambda: qid in queue_ids(k, "deferred")), "deferred after one attempt")
@@ -244,7 +244,7 @@ with Kurird(config=conf) as k:
     tap.eq(r.stdout, "queue is empty\n", "list: queue is empty")
 
 # --- corrupt files, stale spools ---------------------------------------------------------
-with Kurird(config=qconfig()) as k:
+with Kurird(config=qconfig(), data_dir=datadir()) as k:
     send(k, ["-f", "alice@localhost", "before@a.test"])
     tap.ok(k.wait_for(lambda: deliveries(k)), "delivery works")
     k.stop()

@@ -17,14 +17,14 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import BUILD, ROOT, Kurird, tap  # noqa: E402
-from queuekit import deliveries, qconfig, queue_empty, queue_ids, sendmail  # noqa: E402
+from queuekit import datadir, deliveries, qconfig, queue_empty, queue_ids, sendmail  # noqa: E402
 
 
 def run(policy):
     mods = ("queue-lifo",) if policy == "lifo" else ()
     conf = qconfig(policy=policy, modules=mods, queue={"max_deliveries": 1},
                    deliver={"delay_ms": 300})
-    with Kurird(config=conf) as k:
+    with Kurird(config=conf, data_dir=datadir()) as k:
         r = k.kurir("queue", "status")
         tap.ok("policy %s\n" % policy in r.stdout, "%s: kurir queue status names it" % policy,
                r.stdout + r.stderr)
@@ -61,7 +61,7 @@ tap.eq(rest, sorted(rest, reverse=True), "lifo (a third-party module): newest fi
 
 # --- an unknown policy ---------------------------------------------------------
 conf = qconfig(policy="nosuch")
-k = Kurird(config=conf)
+k = Kurird(config=conf, data_dir=datadir())
 with open(k.conf_path, "w") as f:
     f.write(k.config)
 p = subprocess.run([os.path.join(BUILD, "kurird"), "--check-config", "-c", k.conf_path,

@@ -15,7 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import Kurird, tap  # noqa: E402
-from queuekit import deliveries, delivered, qconfig, queue_empty, queue_ids, sendmail  # noqa: E402
+from queuekit import (datadir, deliveries, delivered, qconfig, queue_empty, queue_ids,  # noqa: E402
+                      sendmail)
 
 EX_USAGE, EX_DATAERR = 64, 65
 
@@ -32,7 +33,7 @@ def crlf_only(b):
     return b.count(b"\n") == b.count(b"\r\n") and b.count(b"\r") == b.count(b"\r\n")
 
 
-with Kurird(config=qconfig()) as k:
+with Kurird(config=qconfig(), data_dir=datadir()) as k:
     # --- recipients as arguments -------------------------------------------
     r = sendmail(k, ["-f", "alice@localhost", "bob@a.test", "Carol@B.TEST"],
                  "Subject: args\n\nline 1\nline 2\n")

@@ -42,6 +42,15 @@ def module_dir():
     return _moddir
 
 
+def datadir():
+    """A fresh DATA_DIR for Kurird(data_dir=...), removed at exit (unless
+    KURIR_KEEP_TMP is set). Its own prefix: nothing else cleans it up."""
+    d = tempfile.mkdtemp(prefix="kurir-queue-")
+    if not os.environ.get("KURIR_KEEP_TMP"):
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def _val(v):
     if isinstance(v, bool):
         return "true" if v else "false"
