@@ -1451,6 +1451,110 @@ test_format_bodystructure(void)
     g_assert_cmpint(maxd, >=, IMAP_BODY_MAX_DEPTH - 1);
 }
 
+/* ---- fuzz: mutated real commands through reader and parser ---- */
+
+static const char *const fuzz_seeds[] = {
+    "A1 LOGIN {4}\r\nuser {4+}\r\npass\r\n",
+    "A2 APPEND Sent (\\Seen) \"26-Nov-2026 08:11:05 +0100\" {30}\r\n"
+    "Subject: x\r\n\r\nhello world\r\n\r\n",
+    "A3 UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (From \"To\")]<0.100>) "
+    "(CHANGEDSINCE 5 VANISHED)\r\n",
+    "A4 SEARCH RETURN (MIN) CHARSET UTF-8 OR (FROM a SINCE 1-Feb-2026) NOT SUBJECT {3}\r\n"
+    "abc UID 1:5\r\n",
+    "A5 SELECT INBOX (QRESYNC (1 2 1:9 (1,3 4,9)))\r\n",
+    "A6 LIST (SUBSCRIBED) \"\" (* %) RETURN (STATUS (MESSAGES))\r\n",
+    "A7 STORE 1:3 +FLAGS.SILENT (\\Deleted $x)\r\nA8 ID (\"a\" NIL)\r\n",
+    "A9 APPEND INBOX ~{3+}\r\nx@y\r\n",
+};
+
+static void
+test_fuzz(void)
+{
+    static const char interesting[] = " ()[]{}<>\"\\*%~+$:,.\r\n0123456789AZ\x80\xff";
+    ImapLimits lim = IMAP_LIMITS_INIT;
+    lim.max_line = 120;
+    lim.max_command = 300;
+    lim.max_literal = 200;
+    lim.max_nonsync = 50;
+    lim.stream_min = 20;
+    Drive d = {.reject_over = 150, .parse = TRUE};
+    GRand *rnd = g_rand_new_with_seed(20261126);
+    guint commands = 0;
+    for (int iter = 0; iter < 1500; iter++) {
+        const char *seed = fuzz_seeds[g_rand_int_range(rnd, 0, G_N_ELEMENTS(fuzz_seeds))];
+        GString *m = g_string_new(seed);
+        for (gsize i = 0; i < m->len; i++)
+            if (m->str[i] == '@')
+                m->str[i] = '\0'; /* '@' in a seed stands for NUL */
+        int muts = g_rand_int_range(rnd, 1, 4);
+        for (int k = 0; k < muts && m->len > 0; k++) {
+            gsize at = (gsize)g_rand_int_range(rnd, 0, (gint32)m->len);
+            char c = interesting[g_rand_int_range(rnd, 0, sizeof interesting - 1)];
+            switch (g_rand_int_range(rnd, 0, 4)) {
+            case 0:
+                m->str[at] = c;
+                break;
+            case 1:
+                g_string_insert_c(m, (gssize)at, c);
+                break;
+            case 2:
+                g_string_erase(m, (gssize)at, 1);
+                break;
+            default:
+                g_string_insert_len(m, (gssize)at, m->str + at, (gssize)MIN(m->len - at, 40));
+                break;
+            }
+        }
+        g_autofree char *t = drive_all(&lim, m->str, m->len, &d);
+        for (const char *p = t; (p = strstr(p, "CMD ")); p += 4)
+            commands++;
+        /* the parser alone, on any bytes (no framing), must not misbehave */
+        ImapError err;
+        ImapCommand *c = imap_parse_string(m->str, m->len, NULL, &err);
+        g_assert_true((c != NULL) == (err.kind == IMAP_ERROR_NONE));
+        if (c)
+            g_assert_nonnull(c->tag);
+        imap_command_free(c);
+        imap_error_clear(&err);
+        g_string_free(m, TRUE);
+    }
+    g_assert_cmpuint(commands, >, 1000); /* most mutants still frame as commands */
+    g_rand_free(rnd);
+}
+
+static void
+test_reader_set_limits(void)
+{
+    ImapLimits lim = IMAP_LIMITS_INIT; /* before login: LITERAL- size */
+    ImapReader *r = imap_reader_new(&lim);
+    gsize used;
+    const char big[] = "A1 APPEND INBOX {5000+}\r\n";
+    g_assert_cmpint(imap_reader_feed(r, big, strlen(big), &used), ==, IMAP_READ_ERROR);
+    g_assert_cmpstr(imap_reader_error(r)->code, ==, "TOOBIG");
+    g_assert_cmpint(imap_reader_error(r)->name, ==, IMAP_CMD_APPEND);
+    /* the 5000 octets it still sends are skipped */
+    g_autofree char *junk = g_strnfill(5000, 'x');
+    g_assert_cmpint(imap_reader_feed(r, junk, 5000, &used), ==, IMAP_READ_MORE);
+    g_assert_cmpuint(used, ==, 5000);
+    g_assert_cmpint(imap_reader_feed(r, "\r\n", 2, &used), ==, IMAP_READ_MORE);
+    g_assert_true(imap_reader_idle(r));
+    lim.max_nonsync = G_MAXUINT64; /* after login, LITERAL+ */
+    lim.stream_min = 4096;
+    imap_reader_set_limits(r, &lim);
+    g_assert_cmpint(imap_reader_feed(r, big, strlen(big), &used), ==, IMAP_READ_LITERAL);
+    g_assert_true(imap_reader_literal(r)->streamed); /* APPEND >= stream_min */
+    g_assert_cmpstr(imap_reader_literal(r)->tag, ==, "A1");
+    imap_reader_literal_accept(r);
+    g_assert_cmpint(imap_reader_feed(r, junk, 5000, &used), ==, IMAP_READ_LITERAL_DATA);
+    g_assert_cmpuint(used, ==, 5000);
+    g_assert_cmpuint(imap_reader_literal(r)->remaining, ==, 0);
+    g_assert_cmpint(imap_reader_feed(r, "\r\n", 2, &used), ==, IMAP_READ_COMMAND);
+    ImapRawCommand *raw = imap_reader_take(r);
+    g_assert_cmpuint(raw->n_streamed, ==, 1);
+    imap_raw_command_free(raw);
+    imap_reader_free(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1464,6 +1568,8 @@ main(int argc, char **argv)
     g_test_add_func("/imap-parse/reader/quotes", test_reader_quotes);
     g_test_add_func("/imap-parse/reader/line-mode", test_reader_line_mode);
     g_test_add_func("/imap-parse/reader/literal8", test_reader_literal8);
+    g_test_add_func("/imap-parse/reader/set-limits", test_reader_set_limits);
+    g_test_add_func("/imap-parse/reader/fuzz", test_fuzz);
     g_test_add_func("/imap-parse/parse/clients", test_parse_clients);
     g_test_add_func("/imap-parse/parse/errors", test_parse_errors);
     g_test_add_func("/imap-parse/parse/resync", test_parse_resync);

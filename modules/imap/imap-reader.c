@@ -242,13 +242,14 @@ literal_announced(ImapReader *r, guint64 size, gboolean sync, gboolean binary)
         }
         return IMAP_READ_ERROR;
     }
-    g_byte_array_append(r->buf, (const guint8 *)"\r\n", 2);
+    /* copy tag and command word out before the buffer may move */
     g_free(r->lit_tag);
     r->lit_tag = imap_tag_valid(tag, tag_len) ? g_strndup(tag, tag_len) : NULL;
     gsize n = MIN(cmd_len, sizeof(r->lit_cmd) - 1);
     for (gsize i = 0; i < n; i++)
         r->lit_cmd[i] = g_ascii_toupper(cmd[i]);
     r->lit_cmd[n] = '\0';
+    g_byte_array_append(r->buf, (const guint8 *)"\r\n", 2);
     r->lit = (ImapLiteralInfo){
         .size = size,
         .sync = sync,
@@ -390,6 +391,7 @@ imap_reader_feed(ImapReader *r, const void *data, gsize len, gsize *used_r)
     const guchar *d = data;
     gsize pos = 0;
     ImapReadStatus st = IMAP_READ_MORE;
+    *used_r = 0;
     g_return_val_if_fail(r->st != ST_COMMAND && r->st != ST_LIT_WAIT, IMAP_READ_ERROR);
     imap_error_clear(&r->err);
     while (pos < len && st == IMAP_READ_MORE) {
