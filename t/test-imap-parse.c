@@ -1305,9 +1305,10 @@ static void
 test_format_flags_status(void)
 {
     g_autoptr(GString) o = g_string_new(NULL);
-    const char *flags[] = {"\\Seen", "$Forwarded", "bad flag", "\\", "", "x(", "Junk", NULL};
+    const char *flags[] = {"\\Seen", "$Forwarded", "bad flag", "\\",  "",
+                           "x(",     "Junk",       "*",        "\\*", NULL};
     imap_fmt_flags(o, flags, -1);
-    g_assert_cmpstr(o->str, ==, "(\\Seen $Forwarded Junk)");
+    g_assert_cmpstr(o->str, ==, "(\\Seen $Forwarded Junk \\*)");
     g_string_truncate(o, 0);
     imap_fmt_flags(o, flags, 1);
     g_string_append_c(o, ' ');

@@ -95,6 +95,8 @@ imap_fmt_mailbox(GString *out, const char *name, gboolean utf8_mode)
 static gboolean
 flag_ok(const char *f)
 {
+    if (strcmp(f, "\\*") == 0) /* flag-perm, for PERMANENTFLAGS */
+        return TRUE;
     if (*f == '\\')
         f++;
     if (!*f)

@@ -9,7 +9,7 @@
  *   imap_fmt_literal()        "{n}\r\n" + data; "~{n}\r\n" + data (literal8)
  *   imap_fmt_literal_header() "{n}\r\n" alone, for data streamed after it
  *   imap_fmt_mailbox()        UTF-8 name -> wire (mUTF-7 unless UTF-8 mode) astring
- *   imap_fmt_flags()          "(\Seen $Forwarded)"; invalid flags are left out
+ *   imap_fmt_flags()          "(\Seen $Forwarded \*)"; invalid flags are left out
  *   imap_fmt_status()         "TAG OK [CODE] text\r\n" ("*" for a NULL tag)
  *   imap_fmt_text()           human text with CR, LF and controls made spaces
  *
