@@ -186,7 +186,7 @@ with Kurird(config=conf, data_dir=datadir()) as k:
            "deferred: waiting in deferred/")
     k.kill()
     k.start()
-    tap.ok("0 message(s) to deliver, 1 deferred" in k.read_log(),
+    tap.ok(k.wait_for(lambda: "0 message(s) to deliver, 1 deferred" in k.read_log()),
            "deferred: found by the recovery scan")
     tap.ok(settled(k, {(qid, "later@a.test")}, timeout=30), "deferred: retried and delivered")
     tap.eq(len([d for d in deliveries(k) if d[2] == "later@a.test"]), 1, "deferred: once")

@@ -202,7 +202,8 @@ with Kurird(config=conf, data_dir=datadir()) as k:
     tap.eq((r.returncode, r.stdout), (0, "%s: deleted\n" % qid), "delete")
     tap.ok(all(qid not in queue_ids(k, d) for d in ("deferred", "hold", "incoming", "active")),
            "the file is gone")
-    tap.ok("%s: removed (queue delete)" % qid in k.read_log(), "delete is logged")
+    tap.ok(k.wait_for(lambda: "%s: removed (queue delete)" % qid in k.read_log()),
+           "delete is logged")
     tap.eq(dsns_for(k, qid), [], "delete sends no bounce")
 
     r = k.kurir("queue", "hold", "00000000000000")

@@ -53,7 +53,8 @@ with Kurird(config=qconfig(), data_dir=datadir()) as k:
     log = k.read_log()
     tap.ok("%s: from=<alice@localhost>, size=%d, nrcpt=2 (queue active)" % (qid, len(
         msg)) in log, "the queue logs from, size and nrcpt", log[-1500:])
-    tap.ok("%s: removed" % qid in log, "the queue file is removed once all are delivered")
+    tap.ok(k.wait_for(lambda: "%s: removed" % qid in k.read_log()),
+           "the queue file is removed once all are delivered")
 
     # --- -t: recipients from the header -------------------------------------
     n = len(deliveries(k))
