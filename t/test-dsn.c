@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-dsn.c - composing delivery status notifications (modules/bounce/
+ * dsn.c): the MIME structure and CRLF line ends, the per-message and
+ * per-recipient fields, what RET and max_return_size return, bare LFs of
+ * the original, one-line field values, and the Status check.
+ */
+#include "testlib.h"
+#include "../core/kr-internal.h"
+#include "bounce/dsn.h"
+
+static KrMsg *
+spool(const char *sender, const char *content)
+{
+    GError *err = NULL;
+    KrMsg *m = kr_msg_new_spool(KR_QUEUE_INCOMING, &err);
+    g_assert_no_error(err);
+    kr_msg_set_sender(m, sender);
+    g_assert_true(kr_msg_append(m, content, strlen(content), &err));
+    return m;
+}
+
+static char *
+content(KrMsg *m)
+{
+    GString *s = g_string_new(NULL);
+    char buf[4096];
+    gssize n;
+    goffset off = 0;
+    while ((n = kr_msg_read(m, off, buf, sizeof buf, NULL)) > 0) {
+        g_string_append_len(s, buf, n);
+        off += n;
+    }
+    g_assert_cmpint(n, ==, 0);
+    return g_string_free(s, FALSE);
+}
+
+static void
+assert_crlf(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if (*p == '\n')
+            g_assert_true(p > s && p[-1] == '\r');
+        if (*p == '\r')
+            g_assert_true(p[1] == '\n');
+    }
+}
+
+static char *
+compose(KrMsg *orig, const DsnRcpt *r, guint n, gint64 max_return)
+{
+    KrMsg *dsn = spool("", "");
+    DsnOptions opt = {.reporting_mta = "mx.example.org",
+                      .max_return_size = max_return,
+                      .now = 1700000000,
+                      .boundary = "BOUNDARY"};
+    GError *err = NULL;
+    g_assert_true(dsn_compose(dsn, orig, r, n, &opt, &err));
+    g_assert_no_error(err);
+    char *c = content(dsn);
+    kr_msg_discard(dsn);
+    kr_msg_unref(dsn);
+    return c;
+}
+
+static void
+test_full(void)
+{
+    KrMsg *orig = spool("alice@example.org", "Subject: hi\nFrom: alice@example.org\n\nline1\n"
+                                             "line2 no newline");
+    kr_msg_set_attr(orig, "envid", "ENV-1");
+    DsnRcpt r[2] = {
+        {.address = "bob@example.net",
+         .orcpt = "rfc822;Bob.Orig@example.net",
+         .action = "failed",
+         .status = "5.1.1",
+         .code = 550,
+         .diag = "user unknown"},
+        {.address = "carol@example.net",
+         .action = "failed",
+         .status = "4.4.7",
+         .code = 451,
+         .diag = "delivery time expired\r\nInjected: header",
+         .remote_mta = "mx.example.net"},
+    };
+    g_autofree char *c = compose(orig, r, 2, 0);
+    assert_crlf(c);
+    g_assert_nonnull(strstr(c, "\r\nTo: <alice@example.org>\r\n"));
+    g_assert_true(g_str_has_prefix(c, "From: Mail Delivery System <MAILER-DAEMON@mx.example.org>"));
+    g_assert_nonnull(strstr(c, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+                               "\tboundary=\"BOUNDARY\"\r\n"));
+    g_assert_nonnull(strstr(c, "Auto-Submitted: auto-replied\r\n"));
+    /* Three parts, then the close delimiter at the very end. */
+    g_autofree char *bd = g_strdup("\r\n--BOUNDARY\r\n");
+    guint parts = 0;
+    for (const char *p = c; (p = strstr(p, bd)); p += strlen(bd))
+        parts++;
+    g_assert_cmpuint(parts, ==, 3);
+    g_assert_true(g_str_has_suffix(c, "line2 no newline\r\n\r\n--BOUNDARY--\r\n"));
+    /* Per-message fields. */
+    g_assert_nonnull(strstr(c, "\r\nReporting-MTA: dns; mx.example.org\r\n"
+                               "Original-Envelope-Id: ENV-1\r\n"));
+    g_assert_nonnull(strstr(c, "\r\nArrival-Date: "));
+    /* Per-recipient fields. */
+    g_assert_nonnull(strstr(c, "\r\n\r\nOriginal-Recipient: rfc822; Bob.Orig@example.net\r\n"
+                               "Final-Recipient: rfc822; bob@example.net\r\n"
+                               "Action: failed\r\nStatus: 5.1.1\r\n"
+                               "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"));
+    g_assert_nonnull(strstr(c, "Final-Recipient: rfc822; carol@example.net\r\n"
+                               "Action: failed\r\nStatus: 4.4.7\r\n"
+                               "Remote-MTA: dns; mx.example.net\r\n"));
+    /* A CR LF in a diagnostic cannot start a new field. */
+    g_assert_null(strstr(c, "\r\nInjected: header"));
+    g_assert_nonnull(strstr(c, "delivery time expired??Injected: header"));
+    /* The whole original, its bare LFs now CRLF. */
+    g_assert_nonnull(strstr(c, "Content-Type: message/rfc822\r\n"));
+    g_assert_nonnull(strstr(c, "\r\n\r\nSubject: hi\r\nFrom: alice@example.org\r\n\r\nline1\r\n"));
+    g_assert_nonnull(strstr(c, "<bob@example.net>: user unknown (5.1.1)\r\n"));
+    kr_msg_discard(orig);
+    kr_msg_unref(orig);
+}
+
+static void
+test_headers_only(void)
+{
+    DsnRcpt r = {
+        .address = "bob@example.net", .status = "5.2.2", .code = 552, .diag = "mailbox full"};
+    /* RET=HDRS */
+    KrMsg *orig = spool("a@example.org", "Subject: hdrs\r\nX-A: 1\r\n\r\nsecret body\r\n");
+    kr_msg_set_attr(orig, "ret", "hdrs");
+    g_autofree char *c = compose(orig, &r, 1, 0);
+    assert_crlf(c);
+    g_assert_nonnull(strstr(c, "Content-Type: text/rfc822-headers\r\n"));
+    g_assert_null(strstr(c, "secret body"));
+    g_assert_true(g_str_has_suffix(c, "Subject: hdrs\r\nX-A: 1\r\n\r\n\r\n--BOUNDARY--\r\n"));
+    g_assert_null(strstr(c, "larger than"));
+    kr_msg_discard(orig);
+    kr_msg_unref(orig);
+
+    /* RET=FULL but bigger than max_return_size: headers, and a note. */
+    g_autofree char *body = g_strnfill(5000, 'z');
+    g_autofree char *text = g_strconcat("Subject: big\r\n\r\n", body, "\r\n", NULL);
+    orig = spool("a@example.org", text);
+    kr_msg_set_attr(orig, "ret", "FULL");
+    g_autofree char *c2 = compose(orig, &r, 1, 1000);
+    g_assert_nonnull(strstr(c2, "Content-Type: text/rfc822-headers\r\n"));
+    g_assert_null(strstr(c2, "zzzz"));
+    g_assert_nonnull(strstr(c2, "larger than 1000 bytes: only its headers are returned"));
+    g_autofree char *c3 = compose(orig, &r, 1, 100000);
+    g_assert_nonnull(strstr(c3, "Content-Type: message/rfc822\r\n"));
+    g_assert_nonnull(strstr(c3, body));
+    kr_msg_discard(orig);
+    kr_msg_unref(orig);
+}
+
+static void
+test_status(void)
+{
+    g_assert_cmpstr(dsn_status("5.1.1"), ==, "5.1.1");
+    g_assert_cmpstr(dsn_status("4.4.7"), ==, "4.4.7");
+    g_assert_cmpstr(dsn_status("5.123.456"), ==, "5.123.456");
+    g_assert_cmpstr(dsn_status("2.0.0"), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status(""), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status(NULL), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status("5.1"), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status("5.1.1x"), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status("5.1234.1"), ==, "5.0.0");
+    g_assert_cmpstr(dsn_status("5..1"), ==, "5.0.0");
+    g_assert_cmpint(dsn_return_wanted(NULL), ==, DSN_RETURN_DEFAULT);
+    g_assert_cmpint(dsn_return_wanted("hdrs"), ==, DSN_RETURN_HEADERS);
+    g_assert_cmpint(dsn_return_wanted("FULL"), ==, DSN_RETURN_FULL);
+    g_assert_cmpint(dsn_return_wanted("bogus"), ==, DSN_RETURN_DEFAULT);
+}
+
+int
+main(int argc, char **argv)
+{
+    kr_test_init(&argc, &argv);
+    kr_core_set_data_dir(kr_test_tmpdir());
+    GError *err = NULL;
+    if (!kr_queue_init_dirs(&err))
+        g_error("%s", err->message);
+    g_test_add_func("/dsn/full", test_full);
+    g_test_add_func("/dsn/headers-only", test_headers_only);
+    g_test_add_func("/dsn/status", test_status);
+    return g_test_run();
+}
