@@ -135,8 +135,7 @@ with Kurird(config=conf, data_dir=datadir()) as k:
                "Diagnostic-Code carries the last error", g)
         tap.eq(parts(m)[2:], ["text/rfc822-headers"], "RET=HDRS: only the headers come back")
         tap.ok(b"body that stays home" not in m.as_bytes(), "without the body")
-    tap.ok(k.wait_for(lambda: all(x not in queue_ids(k, "deferred")
-                                  for x in (xid, qid_quiet, qid_null)), timeout=20),
+    tap.ok(k.wait_for(lambda: queue_empty(k), timeout=20),
            "expired messages leave the queue")
     log = k.read_log()
     tap.ok(re.search(r"%s: to=<stuck@a.test>.*status=expired" % xid, log), "expiry is logged")
@@ -148,6 +147,30 @@ with Kurird(config=conf, data_dir=datadir()) as k:
     tap.ok("%s: to=<stuck-null@a.test>: undeliverable mail from <>: dropped" % qid_null in log,
            "the dropped bounce is logged")
     tap.ok(not [d for d in deliveries(k) if d[2] == ""], "nothing was ever sent to <>")
+
+# --- DSN parameters given over SMTP: ORCPT, ENVID, RET, NOTIFY ---------------------
+with Kurird(config=qconfig(smtp=True, deliver={"fail_match": "^(nobody|quiet)@"}),
+            data_dir=datadir()) as k:
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", k.port("smtp"), timeout=15)
+    s.ehlo("client.example")
+    s.mail("alice@localhost", ["RET=HDRS", "ENVID=smtp-env-7"])
+    s.rcpt("nobody@remote.test", ["ORCPT=rfc822;Original+2BAddr@remote.test", "NOTIFY=FAILURE"])
+    s.rcpt("quiet@remote.test", ["NOTIFY=NEVER"])
+    s.rcpt("fine@remote.test")
+    code, resp = s.data(b"Subject: over smtp\r\n\r\nsecret smtp body\r\n")
+    s.quit()
+    sid = re.search(rb"queued as (\w{14})", resp).group(1).decode()
+    tap.ok(k.wait_for(lambda: dsns_for(k, sid) and queue_empty(k)), "smtp: a DSN comes back")
+    ds = dsns_for(k, sid)
+    g = status_groups(ds[0][1]) if ds else []
+    tap.eq(g[0].get("Original-Envelope-Id") if g else None, "smtp-env-7", "smtp: ENVID returned")
+    tap.eq(g[1].get("Original-Recipient") if len(g) > 1 else None,
+           "rfc822; Original+Addr@remote.test", "smtp: ORCPT returned (xtext decoded)")
+    tap.eq(len(g), 2, "smtp: only the recipient that asked for it is reported")
+    tap.eq(parts(ds[0][1])[2:] if ds else None, ["text/rfc822-headers"], "smtp: RET=HDRS")
+    tap.eq([d[2] for d in deliveries(k) if d[0] == sid], ["fine@remote.test"],
+           "smtp: the good recipient is delivered")
 
 # --- kurir queue list/show/flush/hold/release/delete ---------------------------------
 conf = qconfig(queue={"min_backoff": "1h", "max_backoff": "2h"},
