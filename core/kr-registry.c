@@ -2,7 +2,8 @@
 /*
  * kr-registry.c - the registries modules fill from init(): stage types,
  * listener types, queue policies, auth backends, address verifiers,
- * stores, admin commands, services and control commands.
+ * stores, admin commands, services, control commands and address
+ * resolvers.
  *
  * Each kind is a table name -> (module, item) plus its registration
  * order. Names are unique per kind; a clash names both modules.
@@ -25,10 +26,10 @@ typedef struct {
 } Kind;
 
 enum { K_STAGE, K_LISTENER, K_POLICY, K_AUTH, K_VERIFIER, K_STORE, K_COMMAND, K_SERVICE,
-       K_CONTROL, K_N };
+       K_CONTROL, K_RESOLVER, K_N };
 static const char *const kind_names[K_N] = {"stage",  "listener", "queue policy",
                                              "auth backend", "address verifier", "store",
-                                             "command", "service", "control"};
+                                             "command", "service", "control", "resolver"};
 static Kind kinds[K_N];
 static KrModule *current;
 
@@ -183,6 +184,36 @@ gboolean
 kr_register_control(KrModule *mod, const KrControl *c, GError **error)
 {
     return add(K_CONTROL, mod, c->name, c, c->struct_size, MIN_SIZE(KrControl, spare), error);
+}
+
+gboolean
+kr_register_resolver(KrModule *mod, const KrResolver *r, GError **error)
+{
+    if (r && !r->resolve) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "resolver '%s' has no resolve()", r->name ? r->name : "?");
+        return FALSE;
+    }
+    return add(K_RESOLVER, mod, r->name, r, r->struct_size, MIN_SIZE(KrResolver, spare), error);
+}
+
+const KrResolver *
+kr_resolver(const char *name)
+{
+    return find(K_RESOLVER, name, NULL);
+}
+
+void
+kr_resolution_clear(KrResolution *res)
+{
+    if (!res)
+        return;
+    g_clear_pointer(&res->address, g_free);
+    g_clear_pointer(&res->transport, g_free);
+    g_clear_pointer(&res->nexthop, g_free);
+    g_clear_pointer(&res->reason, g_free);
+    res->code = 0;
+    res->ecode[0] = 0;
 }
 
 const KrStageType *

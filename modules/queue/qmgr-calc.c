@@ -5,9 +5,12 @@
  *
  *   qmgr_backoff(n, min, max)   retry delay after the n-th failed attempt:
  *                               min, doubling per attempt, at most max
- *   qmgr_destination(addr)      what the policy sees: "local:DOMAIN" for
- *                               served domains, else "smtp:DOMAIN"
- *                               (lowercased; no domain: the default one)
+ *   qmgr_destination(addr)      what the policy sees: "transport:nexthop"
+ *                               from the default resolver (kr_resolver,
+ *                               modules/rewrite) when one is registered;
+ *                               else "local:DOMAIN" for served domains,
+ *                               "smtp:DOMAIN" for others (lowercased; no
+ *                               domain: the default one)
  */
 #include "queue.h"
 
@@ -23,6 +26,16 @@ qmgr_backoff(unsigned attempts, gint64 min_backoff, gint64 max_backoff)
 char *
 qmgr_destination(const char *address)
 {
+    const KrResolver *res = kr_resolver(NULL);
+    if (res) {
+        KrResolution r = {.struct_size = sizeof r};
+        if (res->resolve(res->self, address, &r) && r.transport) {
+            char *dest = g_strconcat(r.transport, ":", r.nexthop ? r.nexthop : "", NULL);
+            kr_resolution_clear(&r);
+            return dest;
+        }
+        kr_resolution_clear(&r);
+    }
     const char *d = kr_addr_domain(address);
     if (!d || !*d)
         d = kr_default_domain();

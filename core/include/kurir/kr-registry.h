@@ -15,9 +15,10 @@
  *   kr_register_command(mod, cmd, error)         `kurir NAME ...` commands
  *   kr_register_service(mod, svc, error)         start/stop with the daemon
  *   kr_register_control(mod, ctl, error)         control-socket commands
+ *   kr_register_resolver(mod, res, error)        address resolvers (rewrite)
  *
  * Lookups (after start-up): kr_auth_backend(), kr_store(),
- * kr_queue_policy(), kr_local_address_exists().
+ * kr_queue_policy(), kr_local_address_exists(), kr_resolver().
  */
 #ifndef KURIR_KR_REGISTRY_H
 #define KURIR_KR_REGISTRY_H
@@ -220,6 +221,45 @@ KR_REG_API gboolean kr_register_control(KrModule *mod, const KrControl *ctl, GEr
 /* From the kurir command: send a request to the daemon; FALSE with
  * *error if it is not running or refused. *reply_r gets the reply. */
 KR_REG_API gboolean kr_control_request(const char *line, char **reply_r, GError **error);
+
+/* --- address resolvers (trivial-rewrite) --------------------------------
+ * What happens to a recipient address: its form after rewriting
+ * (default domain, lowercased domain, canonical and virtual maps) and the
+ * transport that delivers it with its next hop. The queue manager uses
+ * the default resolver (kr_resolver(NULL)) for each recipient's
+ * destination ("transport:nexthop"); delivery stages may use it too.
+ * modules/rewrite registers one. */
+typedef struct KrResolution {
+    uint32_t struct_size; /* set by the caller: sizeof(KrResolution) */
+    char *address;        /* the address after rewriting ("local@domain") */
+    char *transport;      /* "local", "smtp", "relay" or "error" */
+    char *nexthop;        /* "example.org", "[mx.example.net]:587", or "" */
+    int code;             /* transport "error": reply code (5xx) */
+    char ecode[12];       /* transport "error": enhanced status code */
+    char *reason;         /* how it was decided (logs, `kurir resolve`);
+                             for "error", the reply text */
+    void *spare[4];
+} KrResolution;
+
+typedef struct KrResolver {
+    uint32_t struct_size;
+    const char *name;
+    gpointer self;
+    /* Fast (in-memory maps, no DNS) and thread-safe. Fills *out (zeroed
+     * by the caller but for struct_size); its strings are g_malloc'd,
+     * freed by kr_resolution_clear(). An unusable address (control
+     * characters, bad syntax) still returns TRUE, with transport
+     * "error". FALSE: it cannot be decided now (out->reason may say
+     * why); the caller falls back to its own rule or retries later. */
+    gboolean (*resolve)(gpointer self, const char *address, KrResolution *out);
+    void *spare[6];
+} KrResolver;
+
+KR_REG_API gboolean kr_register_resolver(KrModule *mod, const KrResolver *res, GError **error);
+/* By name, or the first registered with name NULL; NULL if none. */
+KR_REG_API const KrResolver *kr_resolver(const char *name);
+/* Free the strings of *res (not res itself) and zero them. */
+KR_REG_API void kr_resolution_clear(KrResolution *res);
 
 G_END_DECLS
 #endif
