@@ -269,6 +269,52 @@ with Kurird(config=conf) as k:
     tap.ok("login failed: user=<nobody-here>" in log, "failed logins are logged")
     tap.ok("bob-pw" not in log and "nope" not in log, "passwords never reach the log")
 
+# --- many messages: read-ahead against pipelining, DELE, TOP, LIST, order ------
+with Kurird(config=pop3_config()) as k:
+    k.add_user("eve@localhost", "eve-pw")
+    msgs = []
+    for i in range(70):
+        body = b"Subject: n%d\n\n" % i + b"".join(
+            b"%sline %d of %d\n" % (b"." if j % 7 == 0 else b"", j, i) for j in range(i * 3 % 50))
+        put_file(k, "eve", "cur", "1600%04d.many.host:2," % i, body)
+        msgs.append(body)
+    c = Raw(k.port("pop3"))
+    c.cmd("USER eve")
+    c.cmd("PASS eve-pw")
+    c.send("".join("RETR %d\r\n" % i for i in range(1, 71)))
+    ok = True
+    for i in range(1, 71):
+        r = c.line()
+        body = c.raw_multi()
+        ok = ok and r.startswith("+OK") and body == wire(msgs[i - 1])
+    tap.ok(ok, "70 RETRs pipelined in one write: every body exact, in order")
+    # interleaved: DELE, LIST, TOP, UIDL, RETR of a deleted one, backwards
+    c.send("RETR 1\r\nDELE 2\r\nRETR 2\r\nLIST\r\nRETR 3\r\nTOP 4 1\r\nUIDL\r\nRETR 5\r\n")
+    r1 = c.line(); b1 = c.raw_multi()
+    r2 = c.line(); r3 = c.line()
+    r4 = c.line(); l4 = c.multi()
+    r5 = c.line(); b5 = c.raw_multi()
+    r6 = c.line(); b6 = c.raw_multi()
+    r7 = c.line(); l7 = c.multi()
+    r8 = c.line(); b8 = c.raw_multi()
+    tap.ok(r1.startswith("+OK") and b1 == wire(msgs[0]), "interleaved: RETR 1")
+    tap.ok(r2.startswith("+OK") and r3.startswith("-ERR"), "interleaved: DELE 2, then RETR 2 refused")
+    tap.ok(r4.startswith("+OK") and len(l4) == 69 and not any(x.startswith("2 ") for x in l4),
+           "interleaved: LIST without 2", l4[:3])
+    tap.ok(b5 == wire(msgs[2]), "interleaved: RETR 3 after a skipped deleted one")
+    tap.ok(r6 == "+OK" and b6.startswith(b"Subject: n3\r\n\r\n") and b6.count(b"\r\n") <= 3,
+           "interleaved: TOP 4 1", b6)
+    tap.ok(len(l7) == 69, "interleaved: UIDL")
+    tap.ok(b8 == wire(msgs[4]), "interleaved: RETR 5")
+    back = True
+    for i in (70, 40, 10, 9, 8):
+        r = c.cmd("RETR %d" % i)
+        back = back and r.startswith("+OK") and c.raw_multi() == wire(msgs[i - 1])
+    tap.ok(back, "RETRs out of order and backwards: exact")
+    tap.ok(c.cmd("QUIT").startswith("+OK"), "QUIT removes the DELE'd one")
+    c.close()
+    tap.eq(len(maildir_files(k, "eve")), 69, "69 messages left")
+
 # --- per-address limit on failed logins ---------------------------------------
 with Kurird(config=pop3_config(auth_fail_limit=3)) as k:
     k.add_user("dan@localhost", "dan-pw")

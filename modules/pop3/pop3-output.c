@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK         (256 * 1024)
@@ -63,7 +64,6 @@ typedef struct {
     GString *buf;
     gboolean eof;
     GError *error;
-    gboolean readahead; /* the job reads ahead (s->out is not o) */
 } ReadJob;
 
 char *
@@ -167,6 +167,41 @@ pop3_out_listing(Pop3Session *s, Pop3CmdId what)
 
 /* --- content -------------------------------------------------------------------- */
 
+/* Read up to max bytes of fd at off into a new buffer; *eof_r when the
+ * file ends there. NULL with error. */
+static char *
+read_some(int fd, gint64 off, gsize max, gsize *len_r, gboolean *eof_r, GError **error)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "fstat: %s",
+                    g_strerror(errno));
+        return NULL;
+    }
+    gsize want = st.st_size > off ? (gsize)(st.st_size - off) : 0;
+    if (want > max)
+        want = max;
+    char *raw = g_malloc(want ? want : 1);
+    gsize got = 0;
+    while (got < want) {
+        ssize_t n = pread(fd, raw + got, want - got, off + (gint64)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "read: %s",
+                        g_strerror(errno));
+            g_free(raw);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        got += (gsize)n;
+    }
+    *eof_r = got < want || off + (gint64)got >= st.st_size;
+    *len_r = got;
+    return raw;
+}
+
 static void
 read_work(gpointer p)
 {
@@ -177,25 +212,11 @@ read_work(gpointer p)
         if (o->fd < 0)
             return;
     }
-    char *raw = g_malloc(CHUNK);
-    gsize got = 0;
-    gboolean eof = FALSE;
-    while (got < CHUNK) {
-        ssize_t n = pread(o->fd, raw + got, CHUNK - got, o->off + (gint64)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            g_set_error(&j->error, G_FILE_ERROR, g_file_error_from_errno(errno), "read: %s",
-                        g_strerror(errno));
-            g_free(raw);
-            return;
-        }
-        if (n == 0) {
-            eof = TRUE;
-            break;
-        }
-        got += (gsize)n;
-    }
+    gsize got;
+    gboolean eof;
+    char *raw = read_some(o->fd, o->off, CHUNK, &got, &eof, &j->error);
+    if (!raw)
+        return;
     o->off += (gint64)got;
     gsize take = got;
     if (o->top) {
@@ -214,8 +235,6 @@ read_work(gpointer p)
     }
 }
 
-static void start_readahead(Pop3Session *s, guint32 after);
-
 static void
 job_free(ReadJob *j)
 {
@@ -225,6 +244,8 @@ job_free(ReadJob *j)
     g_free(j);
 }
 
+static void maybe_read_ahead(Pop3Session *s);
+
 static void
 read_done(gpointer p)
 {
@@ -232,18 +253,6 @@ read_done(gpointer p)
     Pop3Session *s = j->s;
     Pop3Out *o = j->o;
     s->in_job = FALSE;
-    if (j->readahead) {
-        if (!s->dead && !j->error && j->eof) {
-            s->pf_seq = o->seq;
-            s->pf_data = g_steal_pointer(&j->buf);
-        }
-        if (o->fd >= 0)
-            close(o->fd);
-        g_free(o);
-        job_free(j);
-        pop3_command_done(s); /* the read-ahead kept the session busy */
-        return;
-    }
     if (s->dead) {
         job_free(j);
         pop3_command_done(s); /* reaps */
@@ -283,25 +292,26 @@ read_done(gpointer p)
         wait_drain(s);
         return;
     }
-    guint32 seq = o->seq;
     gboolean retr = !o->top;
-    pop3_out_free(s);
     if (retr) {
         s->nretr++;
-        start_readahead(s, seq);
+        if (s->pf_last < o->seq)
+            s->pf_last = o->seq;
     }
-    if (!s->in_job)
-        pop3_command_done(s);
+    pop3_out_free(s);
+    if (retr)
+        maybe_read_ahead(s);
+    pop3_command_done(s);
 }
 
 static void
-read_chunk(Pop3Session *s, Pop3Out *o, gboolean readahead)
+read_chunk(Pop3Session *s, Pop3Out *o)
 {
     ReadJob *j = g_new0(ReadJob, 1);
     j->s = s;
     j->o = o;
-    j->readahead = readahead;
     s->in_job = TRUE;
+    s->ra_job = FALSE;
     kr_worker_run(read_work, read_done, j);
 }
 
@@ -311,53 +321,177 @@ next_piece(Pop3Session *s)
     if (!s->out || s->dead)
         return;
     if (s->out->kind == OUT_CONTENT)
-        read_chunk(s, s->out, FALSE);
+        read_chunk(s, s->out);
     else
         listing_piece(s);
 }
 
-/* Read the message after `after` into memory while the client reads. */
-static void
-start_readahead(Pop3Session *s, guint32 after)
+/* --- read-ahead --------------------------------------------------------------------
+ * Messages after the last RETR are read, converted and kept in memory,
+ * RA_BYTES or RA_COUNT at a time, by one worker job that runs while the
+ * client takes in what was sent; RETRs of them are answered at once. A
+ * new batch starts when fewer than RA_LOW are left. */
+
+#define RA_BYTES (256 * 1024)
+#define RA_COUNT 32
+#define RA_LOW   8
+
+typedef struct {
+    guint32 seq;
+    GString *data; /* the reply body, stuffed, with the final "." */
+} Pop3Ahead;
+
+typedef struct {
+    Pop3Session *s;
+    GArray *seqs, *uids;
+    GPtrArray *out; /* Pop3Ahead * */
+} AheadJob;
+
+gboolean
+pop3_out_ready(Pop3Session *s, guint32 seq)
 {
-    guint32 next = after + 1;
-    while (next <= s->n && pop3_is_deleted(s, next))
-        next++;
-    if (next > s->n || s->dead)
+    Pop3Ahead *a = g_queue_peek_head(&s->pfq);
+    return a && a->seq == seq;
+}
+
+static void
+ahead_free(Pop3Ahead *a)
+{
+    if (a->data)
+        g_string_free(a->data, TRUE);
+    g_free(a);
+}
+
+void
+pop3_out_drop_ahead(Pop3Session *s)
+{
+    Pop3Ahead *a;
+    while ((a = g_queue_pop_head(&s->pfq)))
+        ahead_free(a);
+}
+
+static void
+ahead_work(gpointer p)
+{
+    AheadJob *j = p;
+    for (guint i = 0; i < j->uids->len; i++) {
+        int fd = pop3_g.ops->open_content(j->s->mb, g_array_index(j->uids, guint32, i), NULL);
+        if (fd < 0)
+            break; /* RETR will say why */
+        gsize got;
+        gboolean eof;
+        char *raw = read_some(fd, 0, READAHEAD_MAX, &got, &eof, NULL);
+        close(fd);
+        if (!raw || !eof) {
+            g_free(raw);
+            break;
+        }
+        Pop3Ahead *a = g_new0(Pop3Ahead, 1);
+        a->seq = g_array_index(j->seqs, guint32, i);
+        a->data = g_string_sized_new(got + got / 32 + 16);
+        Pop3Stuff st = {0};
+        pop3_stuff(&st, raw, got, a->data);
+        pop3_stuff_end(&st, a->data);
+        g_free(raw);
+        g_ptr_array_add(j->out, a);
+    }
+}
+
+static void
+ahead_done(gpointer p)
+{
+    AheadJob *j = p;
+    Pop3Session *s = j->s;
+    s->in_job = FALSE;
+    s->ra_job = FALSE;
+    for (guint i = 0; i < j->out->len; i++) {
+        Pop3Ahead *a = j->out->pdata[i];
+        if (s->dead || pop3_is_deleted(s, a->seq))
+            ahead_free(a);
+        else
+            g_queue_push_tail(&s->pfq, a);
+    }
+    if (j->out->len < j->seqs->len && !s->dead) {
+        /* stopped early: the rest is read by RETR itself */
+        s->pf_last = j->out->len ? ((Pop3Ahead *)j->out->pdata[j->out->len - 1])->seq
+                                 : g_array_index(j->seqs, guint32, 0) - 1;
+    }
+    g_ptr_array_unref(j->out);
+    g_array_unref(j->seqs);
+    g_array_unref(j->uids);
+    g_free(j);
+    if (s->dead) {
+        pop3_session_reap(s);
+    } else if (s->wait_job) {
+        s->wait_job = FALSE;
+        pop3_command_done(s);
+    }
+}
+
+static void
+maybe_read_ahead(Pop3Session *s)
+{
+    if (s->in_job || s->dead || g_queue_get_length(&s->pfq) >= RA_LOW)
         return;
-    const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, next);
-    if (m->size > READAHEAD_MAX)
+    AheadJob *j = g_new0(AheadJob, 1);
+    j->s = s;
+    j->seqs = g_array_new(FALSE, FALSE, sizeof(guint32));
+    j->uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+    j->out = g_ptr_array_new();
+    gint64 bytes = 0;
+    for (guint32 seq = s->pf_last + 1; seq <= s->n && j->seqs->len < RA_COUNT; seq++) {
+        if (pop3_is_deleted(s, seq))
+            continue;
+        const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
+        if (m->size > READAHEAD_MAX || bytes + m->size > RA_BYTES)
+            break;
+        bytes += m->size;
+        g_array_append_val(j->seqs, seq);
+        g_array_append_val(j->uids, m->uid);
+    }
+    if (j->seqs->len == 0) {
+        g_array_unref(j->seqs);
+        g_array_unref(j->uids);
+        g_ptr_array_unref(j->out);
+        g_free(j);
         return;
-    Pop3Out *o = g_new0(Pop3Out, 1);
-    o->kind = OUT_CONTENT;
-    o->seq = next;
-    o->uid = m->uid;
-    o->fd = -1;
-    read_chunk(s, o, TRUE); /* the session stays busy until it is back */
+    }
+    s->pf_last = g_array_index(j->seqs, guint32, j->seqs->len - 1);
+    s->in_job = TRUE;
+    s->ra_job = TRUE;
+    kr_worker_run(ahead_work, ahead_done, j);
 }
 
 void
 pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines)
 {
+    if (!top) {
+        /* drop what the client skipped */
+        Pop3Ahead *a;
+        while ((a = g_queue_peek_head(&s->pfq)) && a->seq != seq) {
+            if (a->seq > seq) {
+                pop3_out_drop_ahead(s);
+                break;
+            }
+            ahead_free(g_queue_pop_head(&s->pfq));
+        }
+        if ((a = g_queue_peek_head(&s->pfq)) && a->seq == seq) {
+            g_queue_pop_head(&s->pfq);
+            const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
+            kr_conn_printf(s->conn, "+OK %" G_GINT64_FORMAT " octets\r\n", m->size);
+            kr_conn_write(s->conn, a->data->str, a->data->len);
+            s->retr_bytes += (gint64)a->data->len;
+            s->nretr++;
+            ahead_free(a);
+            maybe_read_ahead(s);
+            return; /* answered: no need to wait */
+        }
+        if (g_queue_is_empty(&s->pfq) && !s->ra_job)
+            s->pf_last = seq; /* read ahead from here on */
+    }
+    g_assert(!s->in_job);
     s->busy = TRUE;
     kr_conn_pause(s->conn);
-    if (!top && s->pf_data && s->pf_seq == seq) {
-        const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
-        kr_conn_printf(s->conn, "+OK %" G_GINT64_FORMAT " octets\r\n", m->size);
-        kr_conn_write(s->conn, s->pf_data->str, s->pf_data->len);
-        s->retr_bytes += (gint64)s->pf_data->len;
-        s->nretr++;
-        g_string_free(s->pf_data, TRUE);
-        s->pf_data = NULL;
-        start_readahead(s, seq);
-        if (!s->in_job)
-            pop3_command_done(s);
-        return;
-    }
-    if (s->pf_data) {
-        g_string_free(s->pf_data, TRUE);
-        s->pf_data = NULL;
-    }
     Pop3Out *o = g_new0(Pop3Out, 1);
     o->kind = OUT_CONTENT;
     o->seq = seq;
@@ -367,7 +501,7 @@ pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines)
     if (top)
         pop3_top_init(&o->tp, lines);
     s->out = o;
-    read_chunk(s, o, FALSE);
+    read_chunk(s, o);
 }
 
 static void

@@ -65,8 +65,7 @@ static void
 session_free(Pop3Session *s)
 {
     pop3_out_free(s);
-    if (s->pf_data)
-        g_string_free(s->pf_data, TRUE);
+    pop3_out_drop_ahead(s);
     if (s->user)
         memset(s->user, 0, strlen(s->user));
     g_free(s->user);
@@ -583,6 +582,21 @@ handle_line(Pop3Session *s, const char *line, gsize len)
     pop3_command_clear(&c);
 }
 
+/* Does this command need the mailbox while a read-ahead job has it? */
+static gboolean
+must_wait(Pop3Session *s, const char *line, gsize len)
+{
+    if (s->state != POP3_ST_TRANS)
+        return FALSE;
+    Pop3Command c;
+    if (!pop3_parse_command(line, len, &c))
+        return FALSE;
+    gboolean wait = c.id == POP3_CMD_TOP || c.id == POP3_CMD_QUIT ||
+                    (c.id == POP3_CMD_RETR && !pop3_out_ready(s, c.n1));
+    pop3_command_clear(&c);
+    return wait;
+}
+
 static void
 process_input(Pop3Session *s)
 {
@@ -595,6 +609,13 @@ process_input(Pop3Session *s)
         Pop3Scan r = pop3_reader_next(&s->rd, buf, len, max, &line, &ll, &consumed);
         if (r == POP3_NEED_MORE) {
             kr_conn_consume(s->conn, consumed);
+            break;
+        }
+        if (r == POP3_LINE && s->in_job && must_wait(s, line, ll)) {
+            /* A read-ahead is using the mailbox: this command runs when
+             * it is back (the line stays in the buffer). */
+            s->wait_job = TRUE;
+            begin_async(s);
             break;
         }
         g_autofree char *copy = r == POP3_LINE ? g_strndup(line, ll) : NULL;

@@ -75,9 +75,11 @@ typedef struct {
     guint32 ndel;
     gint64 total;
     gint64 del_size;
-    Pop3Out *out;   /* multi-line reply in progress */
-    guint32 pf_seq; /* read-ahead: message pf_seq's reply body */
-    GString *pf_data;
+    Pop3Out *out;      /* multi-line reply in progress */
+    GQueue pfq;        /* read-ahead: Pop3Ahead, ascending seq */
+    guint32 pf_last;   /* last message read ahead (queued or being read) */
+    gboolean ra_job;   /* the job in flight is a read-ahead */
+    gboolean wait_job; /* a command waits for that job to end */
     guint32 nretr;
     gint64 retr_bytes;
 } Pop3Session;
@@ -98,6 +100,10 @@ gboolean pop3_is_deleted(Pop3Session *s, guint32 seq);
 void pop3_out_listing(Pop3Session *s, Pop3CmdId what);
 void pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines);
 void pop3_out_free(Pop3Session *s);
+/* Has message seq been read ahead? */
+gboolean pop3_out_ready(Pop3Session *s, guint32 seq);
+/* Drop what was read ahead. */
+void pop3_out_drop_ahead(Pop3Session *s);
 char *pop3_uidl_of(Pop3Session *s, const KrMailboxMsg *m);
 
 #endif

@@ -69,8 +69,12 @@
  *   file lock between processes) and readers never see a half-written
  *   index. One KrMailbox, however, is used by one thread at a time: the
  *   caller keeps at most one blocking call per session in flight and
- *   calls the fast getters only while none is. Pointers returned by the
- *   fast getters stay valid until the next blocking call on the session.
+ *   calls the fast getters only while none is. Exception: open_content()
+ *   and cache_get() leave the view alone, so the fast getters may be used
+ *   while they run (e.g. POP3 reads the next messages ahead while it
+ *   answers LIST). Pointers returned by the fast getters stay valid until
+ *   the next blocking call on the session that changes the view (sync,
+ *   set_flags, expunge, copy).
  *
  * ERRORS
  *   Calls that can fail return FALSE/NULL with a GError in the
