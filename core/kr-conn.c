@@ -10,13 +10,17 @@
  *     kr_conn_set_release, kr_conn_start_tls_client, kr_conn_close_all,
  *     kr_conn_count
  *
- * One GSource per connection carries the socket (events recomputed after
- * every change), a "ready time" used both as "run me on the next loop
- * iteration" (work that must not run re-entrantly: resume, on_ready,
- * writes queued from outside a handler, data buffered inside OpenSSL) and
- * as the nearest deadline (idle timeout, handshake, close). So an idle
- * connection costs the KrConn, one GSource and, with TLS, the SSL object
- * (SSL_MODE_RELEASE_BUFFERS): no buffers, no timers.
+ * Events: every connection is an item of the one event source shared by
+ * all of them (kr-conn-epoll.c: an epoll fd, a ready list, a deadline
+ * heap). conn_sync() brings the item in line with the state after every
+ * change: the epoll events it needs (widened at once, narrowed lazily),
+ * "run me on the next loop iteration" (work that must not run
+ * re-entrantly: resume, on_ready, writes queued from outside a handler,
+ * data buffered inside OpenSSL) and the nearest deadline (idle timeout,
+ * handshake, close). A loop iteration costs O(1) plus the connections
+ * that have something to do; an idle connection costs the KrConn, its
+ * slot in the epoll set and the heap and, with TLS, the SSL object
+ * (SSL_MODE_RELEASE_BUFFERS): no buffers, no GSource, no timer of its own.
  *
  * Input is read into one static scratch buffer (the loop is single
  * threaded); the read handler looks at it in place, and only what it
@@ -65,9 +69,12 @@
  *     after tls_done(FALSE).
  *   - Output has no "drained" callback; the layer stops reading input
  *     while more than KR_CONN_OUTPUT_HIGH bytes are queued.
+ *   - Never run a nested main loop in a handler: the shared event source
+ *     does not recurse, so no connection would be served inside it.
  */
 #include "kr-internal.h"
 #include "kr-conn-private.h"
+#include "kr-conn-epoll.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -90,15 +97,9 @@
 typedef enum { ST_OPEN, ST_CLOSING, ST_DEAD } ConnState;
 typedef enum { TLS_NONE, TLS_HANDSHAKE, TLS_ON } TlsState;
 
-typedef struct {
-    GSource base;
-    KrConn *conn;
-} ConnSource;
-
 struct KrConn {
-    GList link; /* in `conns` */
-    GSource *src;
-    gpointer fd_tag; /* NULL while the fd is not polled at all */
+    KrEvItem ev; /* first: the shared event source's item */
+    GList link;  /* in `conns` */
     int fd;
     guint busy; /* dispatch or handler calls on the stack */
     guint64 id;
@@ -127,7 +128,6 @@ struct KrConn {
     gint64 last_activity, hs_deadline, close_deadline;
     KrConnCloseReason reason;
     guint8 state, tls;
-    GIOCondition events;
     gboolean paused : 1;
     gboolean eof : 1;
     gboolean in_scratch : 1;
@@ -140,7 +140,6 @@ struct KrConn {
     gboolean ready_owed : 1;    /* on_ready not yet called since begin */
     gboolean tls_done_owed : 1;
     gboolean ssl_shutting : 1;
-    gboolean hup : 1;
     gboolean in_dispatch : 1;
     gboolean finishing : 1;
     gboolean begun : 1;
@@ -339,55 +338,70 @@ conn_events(const KrConn *c)
     return ev;
 }
 
-static gint64
-conn_ready_time(const KrConn *c)
+/* Work to do on the next loop iteration without waiting for the socket. */
+static gboolean
+conn_ready_now(const KrConn *c)
 {
     if (c->state == ST_DEAD || c->ready_pending)
-        return 0;
+        return TRUE;
     if (c->tls == TLS_HANDSHAKE && c->plain_left == 0 && c->hs_kick)
-        return 0;
+        return TRUE;
     if (can_write_now(c))
-        return 0;
+        return TRUE;
     if (c->state == ST_CLOSING && out_pending(c) == 0 && !c->ssl_shutting)
-        return 0;
+        return TRUE;
     if (c->ssl_more && can_read(c))
-        return 0;
-    if (c->redeliver && can_deliver(c))
-        return 0;
+        return TRUE;
+    return c->redeliver && can_deliver(c);
+}
+
+/* The nearest deadline (monotonic us), or -1. */
+static gint64
+conn_deadline(const KrConn *c)
+{
     if (c->state == ST_CLOSING)
         return c->close_deadline;
-    if (c->tls == TLS_HANDSHAKE)
+    if (c->state == ST_OPEN && c->tls == TLS_HANDSHAKE)
         return c->hs_deadline;
-    if (c->timeout_sec && !c->paused)
+    if (c->state == ST_OPEN && c->timeout_sec && !c->paused)
         return c->last_activity + (gint64)c->timeout_sec * G_USEC_PER_SEC;
     return -1;
 }
 
-/* Bring the poll events and ready time in line with the state. Inside
- * the conn's own dispatch this waits for the end of the dispatch. */
+static void conn_fail_errno(KrConn *c, const char *what, int err);
+
+/* Bring the epoll events, ready list and timer in line with the state;
+ * rev: the events the dispatch that calls this had. Inside the conn's own
+ * dispatch this waits for the end of the dispatch.
+ *
+ * Kept cheap for the common cases: the epoll set is widened at once, but
+ * narrowed only when an event we no longer want arrived (so pausing, then
+ * resuming, costs no syscall unless the peer sent something meanwhile),
+ * except for G_IO_OUT, which would fire at once anyway. Deadlines only
+ * move earlier (kr_ev_set_deadline): a timer that fires early re-arms. */
 static void
-conn_update(KrConn *c)
+conn_sync(KrConn *c, GIOCondition rev)
 {
     if (c->in_dispatch || c->finishing)
         return;
-    GIOCondition ev = conn_events(c);
-    if (ev == 0 && c->fd_tag && (c->hup || c->fd < 0)) {
-        /* poll would report HUP/ERR over and over: stop polling */
-        g_source_remove_unix_fd(c->src, c->fd_tag);
-        c->fd_tag = NULL;
-    } else if (ev && !c->fd_tag && c->fd >= 0) {
-        c->fd_tag = g_source_add_unix_fd(c->src, c->fd, ev);
-        c->events = ev;
-    } else if (c->fd_tag && ev != c->events) {
-        g_source_modify_unix_fd(c->src, c->fd_tag, ev);
-        c->events = ev;
+    GIOCondition want = conn_events(c);
+    GIOCondition reg = c->ev.watched;
+    if (want != reg && ((want & ~reg) || (rev & ~want) || (reg & ~want & G_IO_OUT))) {
+        if (!kr_ev_watch(&c->ev, c->fd, want)) {
+            conn_fail_errno(c, "epoll", errno);
+            return;
+        }
     }
-    gint64 rt = conn_ready_time(c);
-    gint64 cur = g_source_get_ready_time(c->src);
-    /* Outside a dispatch only make it earlier: a spurious wake-up is
-     * harmless (the dispatch recomputes), a GLib wake-up is a syscall. */
-    if (rt != cur && (rt >= 0 && (cur < 0 || rt < cur)))
-        g_source_set_ready_time(c->src, rt);
+    if (conn_ready_now(c))
+        kr_ev_wake(&c->ev);
+    else
+        kr_ev_set_deadline(&c->ev, conn_deadline(c));
+}
+
+static void
+conn_update(KrConn *c)
+{
+    conn_sync(c, 0);
 }
 
 /* --- closing ----------------------------------------------------------------- */
@@ -395,12 +409,9 @@ conn_update(KrConn *c)
 static void
 close_fd(KrConn *c)
 {
-    if (c->fd_tag) {
-        g_source_remove_unix_fd(c->src, c->fd_tag);
-        c->fd_tag = NULL;
-    }
     if (c->fd < 0)
         return;
+    kr_ev_watch(&c->ev, c->fd, 0);
     /* Unread input makes close() send a RST, and the peer may then lose
      * our last reply: read away what is already here (bounded). */
     char buf[4096];
@@ -468,8 +479,7 @@ conn_close_step(KrConn *c, GIOCondition rev)
 static void
 conn_free(KrConn *c)
 {
-    g_source_destroy(c->src);
-    g_source_unref(c->src);
+    kr_ev_clear(&c->ev, c->fd);
     if (c->ssl)
         SSL_free(c->ssl);
     drop_input(c);
@@ -765,6 +775,7 @@ conn_timeout(KrConn *c)
 static void
 conn_dispatch(KrConn *c, GIOCondition rev)
 {
+    GIOCondition polled = rev;
     if (c->state == ST_DEAD) {
         if (c->busy == 0)
             conn_finish(c);
@@ -791,7 +802,6 @@ conn_dispatch(KrConn *c, GIOCondition rev)
         conn_fail_errno(c, "socket error", err);
     } else if (rev & G_IO_HUP) {
         /* let the read, write or handshake find out what is left */
-        c->hup = TRUE;
         rev |= G_IO_IN | G_IO_OUT;
     }
     gint64 now = g_get_monotonic_time();
@@ -825,27 +835,18 @@ conn_dispatch(KrConn *c, GIOCondition rev)
         return;
     }
     if (c->state == ST_DEAD) {
-        /* a handler further up the stack (nested main loop): later */
-        g_source_set_ready_time(c->src, 0);
+        /* a handler further up the stack: it finishes when it returns */
+        kr_ev_wake(&c->ev);
         return;
     }
-    /* In our own dispatch GLib has cleared nothing: set the exact time. */
-    conn_update(c);
-    g_source_set_ready_time(c->src, conn_ready_time(c));
+    conn_sync(c, polled);
 }
 
-static gboolean
-conn_source_dispatch(GSource *s, GSourceFunc cb, gpointer ud)
+static void
+conn_ev_dispatch(KrEvItem *it, GIOCondition rev)
 {
-    KrConn *c = ((ConnSource *)s)->conn;
-    GIOCondition rev = c->fd_tag ? g_source_query_unix_fd(s, c->fd_tag) : 0;
-    conn_dispatch(c, rev);
-    return G_SOURCE_CONTINUE;
+    conn_dispatch((KrConn *)it, rev); /* ev is the first member */
 }
-
-static GSourceFuncs conn_source_funcs = {
-    .dispatch = conn_source_dispatch,
-};
 
 /* --- creation ------------------------------------------------------------ */
 
@@ -884,10 +885,7 @@ kr_conn_new(int fd, const char *listener_name, SSL_CTX *tls_ctx, gboolean implic
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    c->src = g_source_new(&conn_source_funcs, sizeof(ConnSource));
-    ((ConnSource *)c->src)->conn = c;
-    g_source_set_name(c->src, "kr-conn");
-    g_source_attach(c->src, NULL);
+    kr_ev_item_init(&c->ev, conn_ev_dispatch);
     c->link.data = c;
     g_queue_push_tail_link(&conns, &c->link);
     g_debug("conn %" G_GUINT64_FORMAT ": %s from %s port %u", c->id,
