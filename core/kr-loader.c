@@ -124,8 +124,10 @@ kr_module_load_file(const char *path, const char *name, config_setting_t *group,
     if (d->conf_size > 0)
         m->conf = g_malloc0(d->conf_size);
     g_autofree char *what = g_strdup_printf("module '%s' settings", name);
-    if (!kr_settings_parse(d->settings, group, m->conf, NULL, what, errors))
-        return m; /* not initialised; kept so fini skips it */
+    if (!kr_settings_parse(d->settings, group, m->conf, NULL, what, errors)) {
+        g_ptr_array_add(kr_modules_loaded(), m); /* not initialised: fini skips it */
+        return m;
+    }
     g_autoptr(GError) err = NULL;
     kr_registry_begin(m);
     gboolean ok = d->init(m, &err);

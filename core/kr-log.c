@@ -134,8 +134,14 @@ kr_log_configure(gboolean syslog_on, const char *facility, char **domains)
     for (char **d = domains; d && *d; d++)
         g_ptr_array_add(all, g_strdup(*d));
     g_ptr_array_add(all, NULL);
-    /* The old list is deliberately not freed: worker threads may be
-     * reading it (a few bytes per SIGHUP). */
+    /* The old list is kept, not freed: worker threads may be reading it
+     * (a few bytes per SIGHUP). */
+    static GPtrArray *retired;
+    if (!retired)
+        retired = g_ptr_array_new();
+    char **old = g_atomic_pointer_get(&debug_domains);
+    if (old)
+        g_ptr_array_add(retired, old);
     g_atomic_pointer_set(&debug_domains, (char **)g_ptr_array_free(all, FALSE));
     if (syslog_on && !use_syslog)
         openlog(g_get_prgname() ? g_get_prgname() : "kurird", LOG_PID | LOG_NDELAY,

@@ -28,6 +28,7 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static GMainLoop *loop;
 static char *opt_config;
@@ -115,10 +116,19 @@ control_reload(gpointer self, int argc, char **argv, GString *out)
 static const KrControl reload_control = {
     .struct_size = sizeof(KrControl), .name = "reload", .handle = control_reload};
 
+static char *opt_data;
+
+static void
+free_opts(void)
+{
+    g_clear_pointer(&opt_config, g_free);
+    g_clear_pointer(&opt_data, g_free);
+}
+
 int
 main(int argc, char **argv)
 {
-    char *opt_data = NULL;
+    atexit(free_opts);
     gboolean opt_check = FALSE, opt_version = FALSE;
     GOptionEntry entries[] = {
         {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config, "configuration file (default: the embedded kurir.conf)", "FILE"},
@@ -185,7 +195,5 @@ main(int argc, char **argv)
     kr_shutdown_modules();
     g_message("kurird stopped");
     g_main_loop_unref(loop);
-    g_free(opt_config);
-    g_free(opt_data);
     return 0;
 }
