@@ -47,7 +47,12 @@ suite() {
   local tests=()
   for t in "$bdir"/t/test-*; do [ -x "$t" ] && [ -f "$t" ] && tests+=("./$t"); done
   for t in t/*.py; do [ -x "$t" ] && tests+=("./$t"); done
-  KURIR_BUILD=$bdir prove -j2 --timer "${tests[@]}"
+  # On failure, run the failed tests again verbosely so the log shows
+  # their diagnostics, and still fail.
+  if ! KURIR_BUILD=$bdir prove -j2 --timer --state=save "${tests[@]}"; then
+    KURIR_BUILD=$bdir prove -v --state=failed || true
+    return 1
+  fi
 }
 
 case "${1:-}" in
