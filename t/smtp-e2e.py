@@ -9,6 +9,7 @@
 # See also smtp-tls.py (STARTTLS, AUTH, relay), smtp-limits.py (smuggling,
 # long lines, early talkers, timeouts) and smtp-crash.py.
 import os
+import re
 import smtplib
 import subprocess
 import sys
@@ -310,10 +311,15 @@ with Kurird(config=config(vrfy=True, banner="Hello from the tests")) as k:
 # --- DSN parameters end up in the queue file (kept there by a delivery side that defers) ----
 if DELIVERY:
     conf = config()
-    conf = conf.replace('qmgr     = { type = "qmgr"; next = "local"; };',
-                        'qmgr     = { type = "qmgr"; next = "later"; };\n'
-                        '  later    = { type = "reject"; code = 450; ecode = "4.3.0"; text = "not now"; };')
-    conf = conf.replace('  local    = { type = "local"; };\n', "")
+    # The default pipeline with a delivery side that only defers.
+    conf = re.sub(r"^pipeline = \{.*?^\};",
+                  'pipeline = {\n'
+                  '  maildrop = { type = "maildrop"; next = "cleanup"; };\n'
+                  '  cleanup  = { type = "cleanup";  next = "incoming"; };\n'
+                  '  incoming = { type = "enqueue"; };\n'
+                  '  qmgr     = { type = "qmgr"; next = "later"; };\n'
+                  '  later    = { type = "reject"; code = 450; ecode = "4.3.0"; text = "not now"; };\n'
+                  '  bounce   = { type = "bounce"; };\n};', conf, flags=re.S | re.M)
     with Kurird(config=conf) as k:
         k.add_user("alice@localhost", "alice-pw")
         c = Raw(k.port("smtp"), greeting=True)
