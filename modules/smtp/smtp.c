@@ -40,10 +40,15 @@
  *   auth       = true          offer AUTH (always only under TLS)
  *   entry      = "maildrop"    pipeline node where messages are injected
  *
+ * STAGE TYPE "smtp-client" (the SMTP client, remote delivery) and the
+ * service "smtp-client" (its shutdown) are registered here too; their
+ * node settings are listed in smtp-client.c.
+ *
  * SEE ALSO
- *   smtp.h, smtp-parse.h, etc/kurir.conf, t/smtp-*.py
+ *   smtp.h, smtp-parse.h, smtp-client.c, etc/kurir.conf, t/smtp-*.py
  */
 #include "smtp.h"
+#include "smtp-client.h"
 #include <errno.h>
 
 SmtpGlobals smtp_g;
@@ -180,7 +185,9 @@ smtp_init(KrModule *mod, GError **error)
         g_prefix_error(error, "smtp: ");
         return FALSE;
     }
-    return kr_register_listener(mod, &smtp_listener, error);
+    return kr_register_listener(mod, &smtp_listener, error) &&
+           kr_register_stage(mod, &smtp_client_stage, error) &&
+           kr_register_service(mod, &smtp_client_service, error);
 }
 
 static void
