@@ -18,7 +18,12 @@
  *   kr_msg_rcpt_save(msg, rcpt, error)  B: pwrite one status slot, fdatasync
  *   kr_msg_rewrite_envelope(msg, err)   B: append a new envelope, switch the
  *                                       headers to it (crash safe)
- *   kr_msg_move / kr_msg_remove         B: rename / unlink, fsync dirs
+ *   kr_msg_move / kr_msg_remove         B: link+unlink / unlink, fsync dirs
+ *   kr_msg_move_lazy(msg, dir, error)   B: the same, the old name's removal
+ *                                       not synced (a crash may keep both)
+ *   kr_msg_remove_lazy(msg, error)      unlink, directory not synced (a crash
+ *                                       may bring the file back: repeated
+ *                                       delivery, at-least-once)
  *   kr_msg_new_copy(msg, dir, error)    B: a spool with msg's logical content
  *   kr_queue_list(dir)                  sorted queue IDs in dir
  *   kr_queue_quarantine(dir, id, why)   B: move a bad file to corrupt/
@@ -200,18 +205,11 @@ pwrite_all(int fd, const void *buf, gsize len, goffset off, GError **error)
     return TRUE;
 }
 
+/* fsync a queue directory, shared with concurrent callers (kr-sync.h). */
 static gboolean
 fsync_dir(const char *path, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return set_errno_error(error, errno, "open", path);
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (r != 0)
-        return set_errno_error(error, e, "fsync", path);
-    return TRUE;
+    return kr_sync_dir_path(path, error);
 }
 
 /* Rename without ever replacing an existing file. */
@@ -540,7 +538,9 @@ kr_msg_commit(KrMsg *msg, KrQueueDir dir, GError **error)
     /* Only the new name must be durable: should the spool's .tmp- name
      * come back after a crash, it is debris for the recovery scan. If this
      * fails the file is visible anyway: the caller must not acknowledge,
-     * so the message may be delivered and sent again (at-least-once). */
+     * so the message may be delivered and sent again (at-least-once).
+     * Concurrent commits into this directory share the fsync (group
+     * commit, kr-sync.c). */
     g_autofree char *dpath = kr_queue_dir_path(dir);
     if (!fsync_dir(dpath, error))
         return FALSE;
@@ -978,8 +978,18 @@ kr_msg_rewrite_envelope(KrMsg *msg, GError **error)
     return TRUE;
 }
 
-gboolean
-kr_msg_move(KrMsg *msg, KrQueueDir dir, GError **error)
+/* Give the file the name TO (never replacing one) and make that name
+ * durable BEFORE the old name goes: link, fsync TO's directory, unlink.
+ * A plain rename would not do on a file system without a journal
+ * (ext4 "^has_journal"): the two directory blocks are written back
+ * independently, so a concurrent fsync of the source directory (any
+ * commit into incoming/) could make the removal durable before the new
+ * entry, and a crash in between would lose the file. With link + sync +
+ * unlink a crash leaves the file under the new name, the old one, or
+ * both (the recovery scan keeps one). Where hard links are not supported,
+ * a rename and a sync of both directories. */
+static gboolean
+move_file(KrMsg *msg, KrQueueDir dir, gboolean sync_source, GError **error)
 {
     g_return_val_if_fail(msg != NULL && (unsigned)dir < KR_QUEUE_N_DIRS, FALSE);
     if (!msg->committed || msg->gone) {
@@ -990,17 +1000,48 @@ kr_msg_move(KrMsg *msg, KrQueueDir dir, GError **error)
         return TRUE;
     g_autofree char *from = file_path(msg->dir, msg->id);
     g_autofree char *to = file_path(dir, msg->id);
-    if (rename_noreplace(from, to) != 0)
-        return set_errno_error(error, errno, "cannot rename to", to);
-    KrQueueDir old = msg->dir;
-    msg->dir = dir;
     g_autofree char *dpath = kr_queue_dir_path(dir);
-    g_autofree char *opath = kr_queue_dir_path(old);
-    return fsync_dir(dpath, error) && fsync_dir(opath, error);
+    g_autofree char *opath = kr_queue_dir_path(msg->dir);
+    if (link(from, to) != 0) {
+        int e = errno;
+        if (e != EPERM && e != ENOTSUP && e != EOPNOTSUPP && e != EMLINK && e != ENOSYS)
+            return set_errno_error(error, e, "cannot link to", to);
+        if (rename_noreplace(from, to) != 0)
+            return set_errno_error(error, errno, "cannot rename to", to);
+        msg->dir = dir;
+        return fsync_dir(dpath, error) && fsync_dir(opath, error);
+    }
+    if (!fsync_dir(dpath, error)) {
+        /* The new name may not be durable: keep the old one. */
+        if (unlink(to) != 0)
+            g_warning("%s: cannot remove %s: %s", msg->id, to, g_strerror(errno));
+        return FALSE;
+    }
+    if (unlink(from) != 0 && errno != ENOENT) {
+        /* Two names: the recovery scan sorts that out, the file is
+         * where the caller wanted it. */
+        g_warning("%s: cannot remove %s: %s", msg->id, from, g_strerror(errno));
+    }
+    msg->dir = dir;
+    if (!sync_source)
+        return TRUE;
+    return fsync_dir(opath, error);
 }
 
 gboolean
-kr_msg_remove(KrMsg *msg, GError **error)
+kr_msg_move(KrMsg *msg, KrQueueDir dir, GError **error)
+{
+    return move_file(msg, dir, TRUE, error);
+}
+
+gboolean
+kr_msg_move_lazy(KrMsg *msg, KrQueueDir dir, GError **error)
+{
+    return move_file(msg, dir, FALSE, error);
+}
+
+static gboolean
+remove_file(KrMsg *msg, gboolean sync, GError **error)
 {
     g_return_val_if_fail(msg != NULL, FALSE);
     if (!msg->committed) {
@@ -1013,8 +1054,22 @@ kr_msg_remove(KrMsg *msg, GError **error)
     if (unlink(path) != 0)
         return set_errno_error(error, errno, "cannot remove", path);
     msg->gone = TRUE; /* the open descriptor still reads the content */
+    if (!sync)
+        return TRUE;
     g_autofree char *dpath = kr_queue_dir_path(msg->dir);
     return fsync_dir(dpath, error);
+}
+
+gboolean
+kr_msg_remove(KrMsg *msg, GError **error)
+{
+    return remove_file(msg, TRUE, error);
+}
+
+gboolean
+kr_msg_remove_lazy(KrMsg *msg, GError **error)
+{
+    return remove_file(msg, FALSE, error);
 }
 
 KrMsg *

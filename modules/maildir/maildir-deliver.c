@@ -14,6 +14,10 @@
  * ",S=<size>" suffix is the size of the file on disk (fstat after the
  * write), which is what POP3 STAT/LIST and IMAP RFC822.SIZE readers of
  * this Maildir will take from the name.
+ *
+ * Durability: the file is fsync'd before it is linked into new/, and
+ * new/ is fsync'd after, through kr_sync_dir (kr-sync.h): deliveries
+ * into one mailbox that run at once share that directory fsync.
  */
 #include "maildir-deliver.h"
 #include "maildir-path.h"
@@ -138,11 +142,12 @@ maildir_deliver(const char *mail_dir, const char *host, const char *user, const 
     r = link_new(&fds, name, final, error);
     if (r != KR_STORE_OK) {
         unlinkat(fds.tmp, name, 0);
-    } else if (fsync(fds.new_) < 0) {
+    } else if (!kr_sync_dir(fds.new_, &err)) {
         /* Not durable: take it back so that the retry does not make a
          * second copy (if the unlink fails too, the retry duplicates:
          * at-least-once, never lost). */
-        r = errno_fail(error, errno, "cannot fsync", "new", "");
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_IO, "cannot fsync new/: %s", err->message);
+        r = KR_STORE_TEMPFAIL;
         unlinkat(fds.new_, final, 0);
     }
     maildir_fds_close(&fds);

@@ -9,6 +9,9 @@
  * DIR/ID and the directory fsync'd: a file with a visible name is always
  * complete. Recipient status slots are updated in place.
  *
+ * Directory fsyncs are group-committed (kr-sync.h): concurrent commits
+ * into one directory share one fsync.
+ *
  * Blocking functions (marked B) do disk I/O with fsync: call them from a
  * worker thread (kr-worker.h), never the event loop. kr_msg_commit_async
  * does that for you.
@@ -18,8 +21,11 @@
  *   kr_msg_commit(msg, dir, error)     B: write envelope, fsync, rename
  *   kr_msg_commit_async(...)           the same in a worker thread
  *   kr_msg_load(dir, id, error)        parse a queue file (B: reads)
- *   kr_msg_move(msg, dir, error)       B: rename to another queue dir
+ *   kr_msg_move(msg, dir, error)       B: to another queue dir (durable)
+ *   kr_msg_move_lazy(msg, dir, error)  B: the same, but only the new name
+ *                                      is made durable (see below)
  *   kr_msg_remove(msg, error)          B: unlink + dir fsync
+ *   kr_msg_remove_lazy(msg, error)     B: unlink, no dir fsync (see below)
  *   kr_msg_rewrite_envelope(msg, err)  B: rewrite the envelope records
  *   kr_queue_list(dir)                 queue IDs present in dir
  *   kr_queue_quarantine(dir, id, why)  B: move a bad file to corrupt/
@@ -63,6 +69,16 @@ KR_API void kr_msg_discard(KrMsg *msg);
 KR_API KrMsg *kr_msg_load(KrQueueDir dir, const char *id, GError **error);
 KR_API gboolean kr_msg_move(KrMsg *msg, KrQueueDir dir, GError **error);
 KR_API gboolean kr_msg_remove(KrMsg *msg, GError **error);
+/* Lazy variants, for when a crash may undo the step without harm:
+ * kr_msg_move_lazy makes the new name durable before the old one goes
+ * (so the file is never lost) but does not sync the old directory: after
+ * a crash the file may be found under the old name, or both (the queue
+ * manager's recovery scan resumes either). kr_msg_remove_lazy does not
+ * sync the directory: after a crash the file may come back, so its
+ * deliveries are repeated (at-least-once). Use it for a file whose every
+ * recipient is final, never to drop mail that was not delivered. */
+KR_API gboolean kr_msg_move_lazy(KrMsg *msg, KrQueueDir dir, GError **error);
+KR_API gboolean kr_msg_remove_lazy(KrMsg *msg, GError **error);
 KR_API gboolean kr_msg_rewrite_envelope(KrMsg *msg, GError **error);
 /* A new spool holding a copy of msg's logical content, no recipients,
  * for expansions and bounces. Blocking (copies the content). */
