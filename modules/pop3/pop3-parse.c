@@ -223,27 +223,29 @@ pop3_sasl_plain(const char *b64, char **authz_r, char **authc_r, char **pass_r)
 void
 pop3_stuff(Pop3Stuff *st, const char *in, gsize len, GString *out)
 {
-    gsize start = 0;
-    for (gsize i = 0; i < len; i++) {
-        char c = in[i];
-        if (!st->mid_line && c == '.') {
-            g_string_append_len(out, in + start, (gssize)(i - start));
+    const char *p = in, *end = in + len;
+    while (p < end) {
+        if (!st->mid_line && *p == '.')
             g_string_append_c(out, '.');
-            start = i;
-        }
-        if (c == '\n') {
-            if (!st->last_cr) {
-                g_string_append_len(out, in + start, (gssize)(i - start));
-                g_string_append_c(out, '\r');
-                start = i;
-            }
-            st->mid_line = FALSE;
-        } else {
+        const char *nl = memchr(p, '\n', (gsize)(end - p));
+        if (!nl) {
+            g_string_append_len(out, p, end - p);
             st->mid_line = TRUE;
+            st->last_cr = end[-1] == '\r';
+            return;
         }
-        st->last_cr = c == '\r';
+        /* the byte before this LF in the stream */
+        gboolean cr = nl > in ? nl[-1] == '\r' : st->last_cr;
+        if (cr) {
+            g_string_append_len(out, p, nl + 1 - p);
+        } else {
+            g_string_append_len(out, p, nl - p);
+            g_string_append_len(out, "\r\n", 2);
+        }
+        st->mid_line = FALSE;
+        st->last_cr = FALSE;
+        p = nl + 1;
     }
-    g_string_append_len(out, in + start, (gssize)(len - start));
 }
 
 void
