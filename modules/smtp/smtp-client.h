@@ -11,6 +11,7 @@
  *                          STARTTLS, AUTH, transactions, QUIT
  *   smtp-client-dns.c      next hops: resolver_override, MX, A/AAAA
  *                          (blocking: worker threads only)
+ *   smtp-client-hop.c      next-hop syntax, the resolver_override table
  *   smtp-client-proto.c    pure protocol pieces (smtp-client-proto.h)
  *
  * Objects (all on the event loop):
@@ -59,7 +60,7 @@ typedef struct {
 extern const KrStageType smtp_client_stage;
 extern const KrService smtp_client_service;
 
-/* ---- next hops (smtp-client-dns.c) ---- */
+/* ---- next hops (smtp-client-hop.c, smtp-client-dns.c) ---- */
 
 /* One address to try. */
 typedef struct {
@@ -81,6 +82,8 @@ typedef struct {
 gboolean smtpc_target_parse(const char *spec, guint16 default_port, SmtpcTarget *t, GError **error);
 void smtpc_target_clear(SmtpcTarget *t);
 
+/* A numeric address ("192.0.2.1", "::1", "IPv6:::1") or NULL. */
+SmtpcAddr *smtpc_numeric_addr(const char *host, const char *ip, guint16 port);
 /* resolver_override entries "name = addr[:port][, addr[:port] ...]" ->
  * lowercased name -> GPtrArray of SmtpcAddr (host = name). */
 GHashTable *smtpc_override_parse(char **entries, guint16 default_port, GError **error);
