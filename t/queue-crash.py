@@ -12,6 +12,7 @@
 #   - right after a burst of 250s;
 #   - during a (slow) delivery;
 #   - with mail deferred (recovered from deferred/ and retried);
+#   - a move interrupted between link and unlink (one file, two names);
 #   - repeatedly at random moments while mail flows.
 import os
 import random
@@ -190,6 +191,27 @@ with Kurird(config=conf, data_dir=datadir()) as k:
            "deferred: found by the recovery scan")
     tap.ok(settled(k, {(qid, "later@a.test")}, timeout=30), "deferred: retried and delivered")
     tap.eq(len([d for d in deliveries(k) if d[2] == "later@a.test"]), 1, "deferred: once")
+
+# --- a move interrupted between link and unlink: one file, two names -------------------
+conf = qconfig(queue={"min_backoff": "1h", "max_backoff": "2h"}, deliver={"stuck_match": "^stuck"})
+with Kurird(config=conf, data_dir=datadir()) as k:
+    qid = queued_id(sendmail(k, ["-v", "-f", "a@localhost", "stuck@a.test"], "Subject: s\n\nx\n"))
+    tap.ok(k.wait_for(lambda: qid in queue_ids(k, "deferred")), "two names: a deferred message")
+    k.kill()
+    q = os.path.join(k.dir, "queue")
+    os.link(os.path.join(q, "deferred", qid), os.path.join(q, "active", qid))
+    os.link(os.path.join(q, "deferred", qid), os.path.join(q, "maildrop", qid))
+    k.start()
+    tap.ok(k.wait_for(lambda: "recovery: %s: in deferred/ and active/ (an interrupted move): "
+                              "kept deferred/" % qid in k.read_log()), "two names: logged")
+    tap.ok(k.wait_for(lambda: queue_ids(k, "active") == [] and queue_ids(k, "maildrop") == []),
+           "two names: the second names are gone")
+    tap.eq(queue_ids(k, "deferred"), [qid], "two names: the file stays deferred")
+    time.sleep(1.5)
+    tap.eq([d for d in deliveries(k) if d[0] == qid], [], "two names: not picked up again")
+    r = k.kurir("queue", "show", qid)
+    tap.ok("1 attempt," in r.stdout, "two names: not retried early", r.stdout)
+    tap.eq(queue_ids(k, "corrupt"), [], "two names: nothing corrupt")
 
 # --- random crashes while mail flows ---------------------------------------------------------
 conf = qconfig(queue={"min_backoff": "1s", "max_backoff": "1s", "max_deliveries": 4},

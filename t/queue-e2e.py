@@ -66,8 +66,9 @@ with Kurird(config=conf, data_dir=datadir()) as k:
     tap.ok(k.wait_for(lambda: rid in queue_ids(k, "deferred"), timeout=5),
            "a deferred message waits in deferred/")
     r = k.kurir("queue", "list")
-    tap.ok(rid in r.stdout and "deferred" in r.stdout and "<retry@a.test>, 1 attempt" in r.stdout
-           and "451 4.2.0 mailbox busy" in r.stdout, "queue list shows it deferred", r.stdout)
+    tap.ok(rid in r.stdout and "deferred" in r.stdout and
+           re.search(r"<retry@a.test>, [12] attempts?, next ", r.stdout) and
+           "451 4.2.0 mailbox busy" in r.stdout, "queue list shows it deferred", r.stdout)
     tap.ok(k.wait_for(lambda: any(d[2] == "retry@a.test" for d in deliveries(k)), timeout=15),
            "delivered after the retries")
     took = time.time() - t0

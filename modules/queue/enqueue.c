@@ -55,7 +55,7 @@ enq_work(gpointer p)
          * side's changes, then move it. */
         g_clear_error(&err);
         if (kr_msg_rewrite_envelope(msg, &err) && from != KR_QUEUE_INCOMING)
-            kr_msg_move(msg, KR_QUEUE_INCOMING, &err);
+            kr_msg_move_lazy(msg, KR_QUEUE_INCOMING, &err);
     }
     op->error = err;
 }

@@ -234,7 +234,9 @@ load_work(gpointer p)
             return;
         }
     }
-    kr_msg_move(op->msg, KR_QUEUE_ACTIVE, &op->error);
+    /* Lazy: after a crash the file is found in incoming/ or active/ (or
+     * both), and the recovery scan resumes it either way. */
+    kr_msg_move_lazy(op->msg, KR_QUEUE_ACTIVE, &op->error);
 }
 
 static void build_items(QMsg *qm);
@@ -420,6 +422,8 @@ item_results(QItem *it)
     QMsg *qm = it->qm;
     KrMsg *msg = qm->msg;
     gint64 now = qm_now();
+    /* Whole seconds, rounded up: a retry is never early. */
+    gint64 now_up = (g_get_real_time() + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
     gint64 expires = kr_msg_arrival(msg) + queue_conf->max_lifetime;
     double delay = (double)g_get_real_time() / G_USEC_PER_SEC - (double)kr_msg_arrival(msg);
     gboolean any_deferred = FALSE, any_failed = FALSE;
@@ -444,9 +448,10 @@ item_results(QItem *it)
                 status = "expired";
                 any_failed = TRUE;
             } else {
-                if (r->next_try <= now) /* a stage may have set its own */
-                    r->next_try = now + qmgr_backoff(MAX(r->attempts, 1u), queue_conf->min_backoff,
-                                                     queue_conf->max_backoff);
+                if (r->next_try <= now) /* else a stage set its own */
+                    r->next_try =
+                        now_up + qmgr_backoff(MAX(r->attempts, 1u), queue_conf->min_backoff,
+                                              queue_conf->max_backoff);
                 r->next_try = MIN(r->next_try, MAX(expires, now + 1));
                 any_deferred = TRUE;
             }
@@ -459,7 +464,7 @@ item_results(QItem *it)
             g_message("%s: to=<%s>, delay=%.1f, attempts=%u, dsn=%s, status=deferred (%d %s), "
                       "retry in %" G_GINT64_FORMAT "s",
                       qm->id, r->address, delay, r->attempts, r->ecode, r->code, r->diag,
-                      r->next_try - now);
+                      r->next_try - now_up);
         else if (strcmp(status, "expired") == 0)
             g_message("%s: to=<%s>, delay=%.1f, attempts=%u, dsn=%s, status=%s (%d %s)", qm->id,
                       r->address, delay, r->attempts, r->ecode, status, r->code, r->diag);
@@ -484,6 +489,10 @@ static void
 start_delivery(QItem *it)
 {
     g_autoptr(GError) err = NULL;
+    /* A stage may set next_try itself (a server's retry hint); any value
+     * found afterwards is one it set. */
+    for (guint k = 0; k < it->rcpts->len; k++)
+        kr_msg_rcpt(it->qm->msg, g_array_index(it->rcpts, guint, k))->next_try = 0;
     if (!kr_pipeline_run(Q.node, it->qm->msg, it->rcpts, delivery_done, it, &err)) {
         for (guint k = 0; k < it->rcpts->len; k++)
             kr_rcpt_set_result(kr_msg_rcpt(it->qm->msg, g_array_index(it->rcpts, guint, k)),
@@ -543,11 +552,13 @@ final_work(gpointer p)
         if (!rcpt_final(kr_msg_rcpt(op->msg, i)))
             all_final = FALSE;
     if (all_final && op->due != 0) {
-        op->removed = kr_msg_remove(op->msg, &op->error);
+        /* Every recipient is final: if a crash brings the file back, its
+         * deliveries are repeated (at-least-once), never lost. */
+        op->removed = kr_msg_remove_lazy(op->msg, &op->error);
         return;
     }
     if (kr_msg_queue_dir(op->msg) != KR_QUEUE_DEFERRED)
-        op->moved = kr_msg_move(op->msg, KR_QUEUE_DEFERRED, &op->error);
+        op->moved = kr_msg_move_lazy(op->msg, KR_QUEUE_DEFERRED, &op->error);
 }
 
 static void
@@ -602,7 +613,7 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
     for (guint i = 0; i < qm->bounced->len; i++) {
         RcptCopy *c = &g_array_index(qm->bounced, RcptCopy, i);
         KrRcpt *r = kr_msg_rcpt(msg, c->index);
-        if (r->state == KR_RCPT_BOUNCED) {
+        if (rcpt_final(r)) { /* BOUNCED (or whatever the node finished it as) */
             g_ptr_array_add(save, r);
             continue;
         }
