@@ -10,13 +10,10 @@
  *     hour (a sendmail may be writing one right now);
  *   - files in incoming/, active/, deferred/ and maildrop/ whose names
  *     are not queue IDs are moved to corrupt/ (logged);
- *   - a file found under two names (a move interrupted between its link
- *     and unlink, see kr_msg_move) keeps the name it was moving to;
  *   - a file found under two names (kr_msg_move links the new name, syncs
  *     it, then unlinks the old one: a crash in between leaves both, one
- *     inode) keeps the newer name: the maildrop/ name goes if the file is
- *     in any other queue directory, the active/ name if it is also in
- *     incoming/, deferred/ or hold/;
+ *     inode) keeps the newer name: hold/ wins, then deferred/, incoming/,
+ *     active/, maildrop/ (the order the queue moves files in);
  *   - active/ files (a crash mid-delivery) go back to incoming/; one that
  *     does not parse goes to corrupt/ with a log line;
  *   - incoming/ is listed (parsed when admitted; a bad file then goes to
@@ -166,34 +163,6 @@ drop_second_names(Recovery *rc)
     }
 }
 
-/* Unlink dir/id if the same file (device and inode) is also in one of
- * `newer`: an interrupted move left two names. TRUE if it did. */
-static gboolean
-drop_old_name(KrQueueDir dir, const char *id, const KrQueueDir *newer, guint n_newer)
-{
-    g_autofree char *dpath = kr_queue_dir_path(dir);
-    g_autofree char *path = g_build_filename(dpath, id, NULL);
-    struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return FALSE;
-    for (guint i = 0; i < n_newer; i++) {
-        g_autofree char *npath = kr_queue_dir_path(newer[i]);
-        g_autofree char *other = g_build_filename(npath, id, NULL);
-        struct stat ost;
-        if (lstat(other, &ost) != 0 || ost.st_dev != st.st_dev || ost.st_ino != st.st_ino)
-            continue;
-        if (g_unlink(path) != 0) {
-            g_warning("recovery: %s: cannot remove the old name %s/%s: %s", id,
-                      kr_queue_dir_name(dir), id, g_strerror(errno));
-            return FALSE;
-        }
-        g_message("recovery: %s: in %s/ and %s/ (an interrupted move): kept %s/", id,
-                  kr_queue_dir_name(newer[i]), kr_queue_dir_name(dir), kr_queue_dir_name(newer[i]));
-        return TRUE;
-    }
-    return FALSE;
-}
-
 static void
 recover_work(gpointer p)
 {
@@ -203,21 +172,11 @@ recover_work(gpointer p)
     sweep_dir(rc, KR_QUEUE_MAILDROP, STALE_MAILDROP_TMP);
     sweep_dir(rc, KR_QUEUE_ACTIVE, -1);
     sweep_dir(rc, KR_QUEUE_DEFERRED, -1);
-
-    static const KrQueueDir after_active[] = {KR_QUEUE_INCOMING, KR_QUEUE_DEFERRED, KR_QUEUE_HOLD};
-    static const KrQueueDir after_maildrop[] = {KR_QUEUE_INCOMING, KR_QUEUE_ACTIVE,
-                                                KR_QUEUE_DEFERRED, KR_QUEUE_HOLD};
-    g_autoptr(GPtrArray) dropped = kr_queue_list(KR_QUEUE_MAILDROP);
-    for (guint i = 0; i < dropped->len; i++)
-        drop_old_name(KR_QUEUE_MAILDROP, dropped->pdata[i], after_maildrop,
-                      G_N_ELEMENTS(after_maildrop));
     drop_second_names(rc);
 
     g_autoptr(GPtrArray) active = kr_queue_list(KR_QUEUE_ACTIVE);
     for (guint i = 0; i < active->len; i++) {
         const char *id = active->pdata[i];
-        if (drop_old_name(KR_QUEUE_ACTIVE, id, after_active, G_N_ELEMENTS(after_active)))
-            continue;
         g_autoptr(GError) err = NULL;
         g_autoptr(KrMsg) msg = kr_msg_load(KR_QUEUE_ACTIVE, id, &err);
         if (!msg) {
