@@ -249,7 +249,9 @@ addr_error(SmtpcSession *s, int code, const char *ecode, const char *fmt, ...)
     va_end(ap);
     s->err_code = code;
     g_strlcpy(s->err_ecode, ecode, sizeof s->err_ecode);
-    g_message("%s (%s)", s->err_diag, s->dest->target.host);
+    if (s->retry_plain || (s->addrs && s->addr_i < s->addrs->len))
+        g_message("%s; trying %s", s->err_diag,
+                  s->retry_plain ? "again without STARTTLS" : "the next address");
     disarm(s);
     close_fd(s);
     if (s->conn && s->state != ST_CONNECT && s->state != ST_TLS)

@@ -37,6 +37,7 @@ Behaviour (all attributes may be changed while it runs):
 
 Recorded: messages (Message: sender, mail_params, rcpts [(addr, params)],
 data (bytes, unstuffed), tls, auth_user, conn), connections (count),
+active / max_active (connections open now / at most at once),
 commands (every command line, in order; AUTH data is masked), reads
 ([(connection number, [verbs of the command lines that arrived in one
 read])], to see pipelining).
@@ -102,6 +103,8 @@ class Sink:
         self.commands = []
         self.reads = []
         self.connections = 0
+        self.active = 0
+        self.max_active = 0
         self.errors = []
         self._attempts = {}
         self._finals = 0
@@ -176,6 +179,9 @@ class Sink:
 
     def _serve(self, conn, n):
         st = {"conn": conn, "buf": b"", "tls": False, "auth": None, "n": n}
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
         try:
             if self.mode == "hang":
                 self._hang(conn)
@@ -189,6 +195,8 @@ class Sink:
         except (_Closed, OSError, ssl.SSLError):
             pass
         finally:
+            with self._lock:
+                self.active -= 1
             try:
                 st["conn"].close()
             except OSError:
