@@ -23,6 +23,7 @@ PKGS=(
   perl                          # prove (TAP harness)
   swaks curl                    # real SMTP clients in end-to-end tests
   fetchmail                     # a real POP3 client in end-to-end tests
+  isync mutt                    # real IMAP clients (mbsync, mutt) in end-to-end tests
   procps                        # ps/pgrep in tests
 )
 
