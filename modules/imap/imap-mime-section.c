@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * imap-mime-section.c - FETCH sections from the part table: BODY[...]
+ * (RFC 3501 / 9051 6.4.5) and BINARY[...] / BINARY.SIZE[...] (RFC 3516),
+ * read from the stored file, in wire form, with the partial applied.
+ * GMime decodes base64 and quoted-printable for BINARY.
+ *
+ *   imap_mime_section()        the octets of a section
+ *   imap_mime_section_size()   their size, without the partial
+ *
+ * Part numbers resolve as in Dovecot (imap-msgpart.c): in a multipart N
+ * is its Nth part; a non-multipart entity has only part 1, itself;
+ * numbers after a message/rfc822 part go into the embedded message.
+ */
+#include "imap-mime-int.h"
+
+#include <gmime/gmime.h>
+#include <string.h>
+
+#define CHUNK 65536
+
+static gpointer
+gmime_init_once(gpointer unused)
+{
+    g_mime_init();
+    return NULL;
+}
+
+static void
+gmime_init(void)
+{
+    static GOnce once = G_ONCE_INIT;
+    g_once(&once, gmime_init_once, NULL);
+}
+
+static gboolean
+no_part(GError **error)
+{
+    g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_NO_PART, "No such section");
+    return FALSE;
+}
+
+/* Still the file we parsed? */
+static gboolean
+check_input(const ImapMimeMessage *msg, const ImapMimeInput *in, GError **error)
+{
+    guint64 size;
+    if (!mime_input_size(in, &size, error))
+        return FALSE;
+    if (size != msg->size) {
+        g_set_error(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CHANGED,
+                    "Message is %" G_GUINT64_FORMAT " octets, was %" G_GUINT64_FORMAT, size,
+                    msg->size);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* The node that part numbers name, or MIME_NONE. */
+static guint32
+resolve(const ImapMimeMessage *msg, const guint32 *part, guint n)
+{
+    guint32 cur = 0;
+    for (guint k = 0; k < n; k++) {
+        const MimeNode *c = &msg->nodes[cur];
+        guint32 num = part[k];
+        if (c->kind == MIME_MULTIPART) {
+            guint32 ch = c->first_child;
+            while (ch != MIME_NONE && num > 1) {
+                ch = msg->nodes[ch].next;
+                num--;
+            }
+            if (ch == MIME_NONE)
+                return MIME_NONE;
+            cur = ch;
+        } else if (num != 1 || (k + 1 < n && c->kind != MIME_MESSAGE)) {
+            return MIME_NONE;
+        }
+        if (k + 1 < n && msg->nodes[cur].kind == MIME_MESSAGE)
+            cur = msg->nodes[cur].first_child;
+    }
+    return cur;
+}
+
+/* A range of the file and its size in wire form. */
+typedef struct {
+    guint64 off, end, wire;
+} Range;
+
+/* Bytes [o, o+l) of the wire form of r, appended to res. */
+static gboolean
+range_read(const ImapMimeInput *in, const Range *r, guint64 o, guint64 l, GByteArray *res,
+           GError **error)
+{
+    if (l == 0)
+        return TRUE;
+    guchar *buf = g_malloc(CHUNK);
+    gboolean ok = TRUE;
+    if (r->wire == r->end - r->off) {
+        /* no bare LF in it: wire offsets are file offsets */
+        guint64 pos = r->off + o, stop = r->off + o + l;
+        while (pos < stop) {
+            gsize got;
+            if (!(ok = mime_input_read(in, pos, buf, (gsize)MIN((guint64)CHUNK, stop - pos), &got,
+                                       error)))
+                break;
+            if (got == 0)
+                break;
+            g_byte_array_append(res, buf, (guint)got);
+            pos += got;
+        }
+        g_free(buf);
+        return ok;
+    }
+    GByteArray *tmp = g_byte_array_new();
+    gboolean last_cr = FALSE;
+    guint64 pos = r->off, w = 0;
+    while (pos < r->end && w < o + l) {
+        gsize got;
+        if (!(ok = mime_input_read(in, pos, buf, (gsize)MIN((guint64)CHUNK, r->end - pos), &got,
+                                   error)))
+            break;
+        if (got == 0)
+            break;
+        g_byte_array_set_size(tmp, 0);
+        mime_crlf_append(tmp, buf, got, &last_cr);
+        /* overlap of [w, w + tmp->len) with [o, o + l) */
+        guint64 a = MAX(w, o), b = MIN(w + tmp->len, o + l);
+        if (a < b)
+            g_byte_array_append(res, tmp->data + (a - w), (guint)(b - a));
+        w += tmp->len;
+        pos += got;
+    }
+    g_byte_array_free(tmp, TRUE);
+    g_free(buf);
+    return ok;
+}
+
+static void
+partial_bounds(const ImapFetchSection *sec, guint64 size, guint64 *o_r, guint64 *l_r)
+{
+    *o_r = 0;
+    *l_r = size;
+    if (sec->partial) {
+        *o_r = MIN(sec->offset, size);
+        *l_r = MIN(sec->length, size - *o_r);
+    }
+}
+
+/* The section in wire form when it is a plain range of the file. */
+static gboolean
+section_range(const ImapMimeMessage *msg, const ImapFetchSection *sec, guint32 idx, Range *r_r,
+              GError **error)
+{
+    const MimeNode *p = &msg->nodes[idx];
+    switch (sec->text) {
+    case IMAP_SECTION_ALL:
+        if (sec->n_part == 0)
+            *r_r = (Range){0, msg->size, msg->wire_size};
+        else
+            *r_r = (Range){p->body_start, p->end, p->body_wire};
+        return TRUE;
+    case IMAP_SECTION_MIME:
+        if (sec->n_part == 0)
+            return no_part(error);
+        *r_r = (Range){p->hdr_start, p->body_start, p->hdr_wire};
+        return TRUE;
+    default:
+        break;
+    }
+    /* HEADER, HEADER.FIELDS(.NOT), TEXT: of the message that is the part */
+    if (sec->n_part > 0) {
+        if (p->kind != MIME_MESSAGE || p->first_child == MIME_NONE)
+            return no_part(error);
+        p = &msg->nodes[p->first_child];
+    }
+    if (sec->text == IMAP_SECTION_TEXT)
+        *r_r = (Range){p->body_start, p->end, p->body_wire};
+    else
+        *r_r = (Range){p->hdr_start, p->body_start, p->hdr_wire};
+    return TRUE;
+}
+
+static gboolean
+field_listed(const MimeField *f, char *const *names)
+{
+    for (guint i = 0; names && names[i]; i++)
+        if (mime_field_is(f, names[i]))
+            return TRUE;
+    return FALSE;
+}
+
+/* HEADER.FIELDS / HEADER.FIELDS.NOT: the chosen fields as they are,
+ * each ending in CRLF, then CRLF. */
+static gboolean
+header_fields(const ImapMimeInput *in, const Range *r, const ImapFetchSection *sec, GByteArray *out,
+              GError **error)
+{
+    gsize len = (gsize)(r->end - r->off), got;
+    char *h = g_malloc(len + 1);
+    if (!mime_input_read(in, r->off, h, len, &got, error)) {
+        g_free(h);
+        return FALSE;
+    }
+    gboolean not = sec->text == IMAP_SECTION_HEADER_FIELDS_NOT;
+    gsize pos = 0;
+    MimeField f;
+    while (mime_field_next(h, got, &pos, &f)) {
+        if (field_listed(&f, sec->fields) == not )
+            continue;
+        gboolean last_cr = FALSE;
+        mime_crlf_append(out, (const guchar *)f.raw, f.raw_len, &last_cr);
+        if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
+            g_byte_array_append(out, (const guchar *)"\r\n", 2);
+    }
+    g_byte_array_append(out, (const guchar *)"\r\n", 2);
+    g_free(h);
+    return TRUE;
+}
+
+/* Decode [r->off, r->end) of the file: base64 from the stored octets,
+ * quoted-printable from the wire form (so hard line breaks are CRLF). */
+static gboolean
+decode(const ImapMimeInput *in, const Range *r, guint8 cte, GByteArray *out, guint64 *size_r,
+       GError **error)
+{
+    gmime_init();
+    GMimeEncoding st;
+    g_mime_encoding_init_decode(&st, cte == MIME_CTE_BASE64
+                                         ? GMIME_CONTENT_ENCODING_BASE64
+                                         : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+    guchar *buf = g_malloc(CHUNK);
+    GByteArray *wire = g_byte_array_new();
+    GByteArray *dec = g_byte_array_new();
+    gboolean last_cr = FALSE, ok = TRUE;
+    guint64 pos = r->off, total = 0;
+    for (;;) {
+        gsize got = 0;
+        if (pos < r->end &&
+            !(ok = mime_input_read(in, pos, buf, (gsize)MIN((guint64)CHUNK, r->end - pos), &got,
+                                   error)))
+            break;
+        pos += got;
+        const guchar *src = buf;
+        gsize n = got;
+        if (cte == MIME_CTE_QP) {
+            g_byte_array_set_size(wire, 0);
+            mime_crlf_append(wire, buf, got, &last_cr);
+            src = wire->data;
+            n = wire->len;
+        }
+        g_byte_array_set_size(dec, (guint)g_mime_encoding_outlen(&st, n) + 16);
+        gsize d = got ? g_mime_encoding_step(&st, (const char *)src, n, (char *)dec->data)
+                      : g_mime_encoding_flush(&st, NULL, 0, (char *)dec->data);
+        total += d;
+        if (out)
+            g_byte_array_append(out, dec->data, (guint)d);
+        if (got == 0)
+            break;
+    }
+    g_byte_array_free(wire, TRUE);
+    g_byte_array_free(dec, TRUE);
+    g_free(buf);
+    if (size_r)
+        *size_r = total;
+    return ok;
+}
+
+/* BINARY: what to decode, or a plain range. */
+static gboolean
+binary_plan(const ImapMimeMessage *msg, const ImapFetchSection *sec, Range *r_r, guint8 *cte_r,
+            GError **error)
+{
+    *cte_r = MIME_CTE_IDENTITY;
+    if (sec->n_part == 0) {
+        *r_r = (Range){0, msg->size, msg->wire_size};
+        return TRUE;
+    }
+    guint32 idx = resolve(msg, sec->part, sec->n_part);
+    if (idx == MIME_NONE)
+        return no_part(error);
+    const MimeNode *p = &msg->nodes[idx];
+    *r_r = (Range){p->body_start, p->end, p->body_wire};
+    if (p->kind == MIME_LEAF)
+        *cte_r = p->cte;
+    if (*cte_r == MIME_CTE_UNKNOWN) {
+        g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_UNKNOWN_CTE,
+                            "Unknown Content-Transfer-Encoding");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+slice_out(GByteArray *all, const ImapFetchSection *sec, GBytes **out_r)
+{
+    guint64 o, l;
+    partial_bounds(sec, all->len, &o, &l);
+    if (o > 0)
+        g_byte_array_remove_range(all, 0, (guint)o);
+    g_byte_array_set_size(all, (guint)l);
+    *out_r = g_byte_array_free_to_bytes(all);
+    return TRUE;
+}
+
+gboolean
+imap_mime_section(const ImapMimeMessage *msg, const ImapMimeInput *in, const ImapFetchSection *sec,
+                  GBytes **out_r, GError **error)
+{
+    g_return_val_if_fail(msg && in && sec && out_r, FALSE);
+    *out_r = NULL;
+    if (!check_input(msg, in, error))
+        return FALSE;
+    Range r;
+    if (sec->kind != IMAP_SECTION_BODY) {
+        guint8 cte;
+        if (!binary_plan(msg, sec, &r, &cte, error))
+            return FALSE;
+        GByteArray *res = g_byte_array_new();
+        if (cte != MIME_CTE_IDENTITY) {
+            if (!decode(in, &r, cte, res, NULL, error)) {
+                g_byte_array_free(res, TRUE);
+                return FALSE;
+            }
+            return slice_out(res, sec, out_r);
+        }
+        guint64 o, l;
+        partial_bounds(sec, r.wire, &o, &l);
+        if (!range_read(in, &r, o, l, res, error)) {
+            g_byte_array_free(res, TRUE);
+            return FALSE;
+        }
+        *out_r = g_byte_array_free_to_bytes(res);
+        return TRUE;
+    }
+    guint32 idx = resolve(msg, sec->part, sec->n_part);
+    if (idx == MIME_NONE)
+        return no_part(error);
+    if (!section_range(msg, sec, idx, &r, error))
+        return FALSE;
+    GByteArray *res = g_byte_array_new();
+    if (sec->text == IMAP_SECTION_HEADER_FIELDS || sec->text == IMAP_SECTION_HEADER_FIELDS_NOT) {
+        if (!header_fields(in, &r, sec, res, error)) {
+            g_byte_array_free(res, TRUE);
+            return FALSE;
+        }
+        return slice_out(res, sec, out_r);
+    }
+    guint64 o, l;
+    partial_bounds(sec, r.wire, &o, &l);
+    if (!range_read(in, &r, o, l, res, error)) {
+        g_byte_array_free(res, TRUE);
+        return FALSE;
+    }
+    *out_r = g_byte_array_free_to_bytes(res);
+    return TRUE;
+}
+
+gboolean
+imap_mime_section_size(const ImapMimeMessage *msg, const ImapMimeInput *in,
+                       const ImapFetchSection *sec, guint64 *size_r, GError **error)
+{
+    g_return_val_if_fail(msg && in && sec && size_r, FALSE);
+    if (!check_input(msg, in, error))
+        return FALSE;
+    Range r;
+    if (sec->kind != IMAP_SECTION_BODY) {
+        guint8 cte;
+        if (!binary_plan(msg, sec, &r, &cte, error))
+            return FALSE;
+        if (cte == MIME_CTE_IDENTITY) {
+            *size_r = r.wire;
+            return TRUE;
+        }
+        return decode(in, &r, cte, NULL, size_r, error);
+    }
+    guint32 idx = resolve(msg, sec->part, sec->n_part);
+    if (idx == MIME_NONE)
+        return no_part(error);
+    if (!section_range(msg, sec, idx, &r, error))
+        return FALSE;
+    if (sec->text == IMAP_SECTION_HEADER_FIELDS || sec->text == IMAP_SECTION_HEADER_FIELDS_NOT) {
+        GByteArray *res = g_byte_array_new();
+        gboolean ok = header_fields(in, &r, sec, res, error);
+        *size_r = res->len;
+        g_byte_array_free(res, TRUE);
+        return ok;
+    }
+    *size_r = r.wire;
+    return TRUE;
+}

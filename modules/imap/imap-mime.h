@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * imap-mime.h - the MIME layer of the IMAP server: parse a stored
+ * message once into a table of its parts (byte offsets in the file),
+ * describe it as ENVELOPE / BODY / BODYSTRUCTURE, and serve FETCH
+ * sections (BODY[...], BINARY[...], BINARY.SIZE[...]) straight from the
+ * file. Pure functions; no sockets, no global state but GMime's init.
+ *
+ *   imap_mime_parse()           message (fd or buffer) -> ImapMimeMessage
+ *   imap_mime_message_free()
+ *   imap_mime_envelope()        "(date subject (from) ...)" text
+ *   imap_mime_body()            BODY (non-extensible) text
+ *   imap_mime_bodystructure()   BODYSTRUCTURE text
+ *   imap_mime_size()            octets with CRLF line ends (RFC822.SIZE)
+ *   imap_mime_envelope_desc()   the ImapEnvelope behind the text (parsed only)
+ *   imap_mime_body_desc()       the ImapBodyPart tree (parsed only)
+ *   imap_mime_section()         the octets of a BODY[...] / BINARY[...] section
+ *   imap_mime_section_size()    their size (BINARY.SIZE[...]), partial ignored
+ *   imap_mime_cache_build()     the handle as a compact, versioned blob
+ *   imap_mime_cache_load()      ... and back (no reparse; sections still work)
+ *
+ * INPUT. An ImapMimeInput names the stored message: an fd (read with
+ * pread, its offset untouched, never closed) or a buffer. Line ends may
+ * be LF or CRLF; everything given out is in wire form (each LF not
+ * preceded by CR becomes CRLF) and every size counts that way, the same
+ * as kr_store_crlf() and the store's RFC822.SIZE.
+ *
+ * PARSING is done here, not by GMime's parser: one pass over the lines
+ * records every entity's header and body offsets, so a section is served
+ * from the file's own bytes, and header values stay raw as IMAP wants
+ * them (RFC 3501 7.4.2: ENVELOPE and BODYSTRUCTURE strings are not
+ * decoded; GMime decodes RFC 2047 words and RFC 2231 parameters and
+ * drops source routes, which it must for a mail reader but IMAP must
+ * not). GMime (the field's MIME library) decodes base64 and
+ * quoted-printable bodies for BINARY. The rules:
+ *   - A header ends at the first empty line; the body runs to the end of
+ *     the entity. In a multipart, a delimiter is a line "--boundary"
+ *     (close: "--boundary--") with only blanks after it; the line end
+ *     before a delimiter belongs to the delimiter (RFC 2046 5.1.1), also
+ *     after a close delimiter with an empty epilogue. A delimiter of any
+ *     enclosing multipart ends every entity inside it (unterminated parts).
+ *   - Defaults: text/plain; charset=us-ascii, message/rfc822 inside a
+ *     multipart/digest. A multipart without a boundary parameter or
+ *     without any delimiter line is described as text/plain (charset
+ *     us-ascii) so its text is readable; message/rfc822 with a base64 or
+ *     quoted-printable encoding is a leaf.
+ *   - Limits (ImapMimeLimits): entities nested deeper than max_depth and
+ *     entities past max_parts are not split: the rest is opaque content
+ *     of the entity that holds it (a multipart or message cut off this
+ *     way is described as application/octet-stream). Header bytes kept
+ *     for describing are bounded per entity and in total; beyond that a
+ *     header still ends where it ends, its fields are just not read.
+ *   - Header values: unfolded (line ends removed), blanks trimmed, NUL
+ *     bytes dropped, 8-bit bytes kept (the formatter sends them as
+ *     literals). The first occurrence of a field counts. Parameters are
+ *     as given, quotes removed; RFC 2231 continuations (name*0, name*1*)
+ *     are joined into one "name" / "name*" parameter, percent-encoding
+ *     kept (as Dovecot does). Addresses: group markers as RFC 3501,
+ *     quoted strings unquoted, a missing local part or domain is
+ *     "MISSING_MAILBOX" / "MISSING_DOMAIN" (so host is NIL only for group
+ *     markers), a lone comment is the display name. Content-MD5 is the md5.
+ *
+ * SECTIONS follow RFC 3501 6.4.5 / RFC 9051 6.4.5 with ImapFetchSection
+ * from imap-parse.h as the parser made it: part numbers, then HEADER,
+ * HEADER.FIELDS (names compared without case), HEADER.FIELDS.NOT, TEXT
+ * or MIME. HEADER/TEXT after part numbers need a message/rfc822 part;
+ * "1" of a non-multipart entity is its body (so "1.1" of a text part is
+ * the part itself, as in Dovecot); a part that is not there is
+ * IMAP_MIME_ERROR_NO_PART (Dovecot answers it with an empty string).
+ * HEADER.FIELDS(.NOT) gives the matching fields as they are, then CRLF.
+ * BINARY decodes the part's transfer encoding (base64, quoted-printable;
+ * 7bit/8bit/binary/none as is; anything else IMAP_MIME_ERROR_UNKNOWN_CTE
+ * -> "NO [UNKNOWN-CTE]"); a multipart, a message part or the whole
+ * message ([]) goes as is. The <origin.length> partial is applied here
+ * (to the decoded octets for BINARY); an origin past the end gives "".
+ *
+ * CACHE. imap_mime_cache_build() gives a blob for the store's per-message
+ * cache slot: a magic and version, the three texts and the part table
+ * (varints). imap_mime_cache_load() checks it completely (lengths,
+ * offsets, tree links) and says IMAP_MIME_ERROR_CACHE for anything it does
+ * not trust: then parse again. A loaded handle has no ImapEnvelope /
+ * ImapBodyPart (the *_desc getters return NULL). Sections check that the
+ * input is still as big as when parsed (IMAP_MIME_ERROR_CHANGED).
+ *
+ * THREADS. Handles are immutable after parse/load: any number of threads
+ * may use one at once. All calls do blocking I/O on fds: worker threads.
+ *
+ * TEXTS are built with formatter flags 0: 8-bit strings are literals,
+ * which are valid with UTF8=ACCEPT too.
+ */
+#ifndef KR_IMAP_MIME_H
+#define KR_IMAP_MIME_H
+
+#include <glib.h>
+
+#include "imap-bodystruct.h"
+#include "imap-parse.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+    int fd;             /* used when data is NULL */
+    const guchar *data; /* the message in memory, or NULL */
+    gsize len;
+} ImapMimeInput;
+
+#define IMAP_MIME_INPUT_FD(fd_)       ((ImapMimeInput){(fd_), NULL, 0})
+#define IMAP_MIME_INPUT_MEM(p_, len_) ((ImapMimeInput){-1, (const guchar *)(p_), (len_)})
+
+typedef struct {
+    guint max_depth;        /* nesting of entities; at most 60 (default 32) */
+    guint max_parts;        /* entities in one message (default 1000) */
+    gsize max_header;       /* header bytes read per entity (default 256 KiB) */
+    gsize max_header_total; /* ... per message (default 4 MiB) */
+} ImapMimeLimits;
+
+#define IMAP_MIME_LIMITS_INIT                                                                      \
+    {                                                                                              \
+        32, 1000, 262144, 4194304                                                                  \
+    }
+
+typedef enum {
+    IMAP_MIME_ERROR_IO,          /* reading the input failed */
+    IMAP_MIME_ERROR_NO_PART,     /* the section does not exist in this message */
+    IMAP_MIME_ERROR_UNKNOWN_CTE, /* BINARY of a part with an unknown encoding */
+    IMAP_MIME_ERROR_CACHE,       /* blob not ours, old version or damaged */
+    IMAP_MIME_ERROR_CHANGED,     /* input size differs from the parsed one */
+} ImapMimeError;
+
+#define IMAP_MIME_ERROR (imap_mime_error_quark())
+GQuark imap_mime_error_quark(void);
+
+typedef struct ImapMimeMessage ImapMimeMessage;
+
+ImapMimeMessage *imap_mime_parse(const ImapMimeInput *in, const ImapMimeLimits *limits,
+                                 GError **error);
+void imap_mime_message_free(ImapMimeMessage *msg);
+
+const char *imap_mime_envelope(const ImapMimeMessage *msg);
+const char *imap_mime_body(const ImapMimeMessage *msg);
+const char *imap_mime_bodystructure(const ImapMimeMessage *msg);
+guint64 imap_mime_size(const ImapMimeMessage *msg);
+const ImapEnvelope *imap_mime_envelope_desc(const ImapMimeMessage *msg);
+const ImapBodyPart *imap_mime_body_desc(const ImapMimeMessage *msg);
+
+/* sec->kind BODY or BINARY: the octets (partial applied) in *out_r.
+ * BINARY_SIZE: the decoded size as decimal text is NOT given; use
+ * imap_mime_section_size(). */
+gboolean imap_mime_section(const ImapMimeMessage *msg, const ImapMimeInput *in,
+                           const ImapFetchSection *sec, GBytes **out_r, GError **error);
+/* Size of the section without its partial: BINARY / BINARY_SIZE decoded,
+ * BODY in wire form. */
+gboolean imap_mime_section_size(const ImapMimeMessage *msg, const ImapMimeInput *in,
+                                const ImapFetchSection *sec, guint64 *size_r, GError **error);
+
+GBytes *imap_mime_cache_build(const ImapMimeMessage *msg);
+ImapMimeMessage *imap_mime_cache_load(GBytes *blob, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapMimeMessage, imap_mime_message_free)
+
+G_END_DECLS
+
+#endif
