@@ -476,6 +476,17 @@ item_results(QItem *it)
     op->result = any_deferred ? KR_RESULT_DEFERRED
                  : any_failed ? KR_RESULT_FAILED
                               : KR_RESULT_DELIVERED;
+    /* The last item, and every recipient is final: the file is about to
+     * be removed, so saving the states first would buy nothing (a crash
+     * before the removal repeats these deliveries either way). */
+    gboolean all_final = qm->items->len == 1 && qm->action == ACT_NONE;
+    for (guint i = 0; all_final && i < kr_msg_rcpt_count(msg); i++)
+        all_final = rcpt_final(kr_msg_rcpt(msg, i));
+    if (all_final) {
+        g_ptr_array_set_size(op->save, 0);
+        item_saved(op);
+        return;
+    }
     kr_worker_run(save_work, item_saved, op);
 }
 
@@ -539,6 +550,25 @@ static void
 final_work(gpointer p)
 {
     FinalOp *op = p;
+    gboolean all_final = TRUE;
+    for (guint i = 0; i < kr_msg_rcpt_count(op->msg); i++)
+        if (!rcpt_final(kr_msg_rcpt(op->msg, i)))
+            all_final = FALSE;
+    if (all_final) {
+        /* Every recipient is final: if a crash brings the file back, its
+         * deliveries are repeated (at-least-once), never lost. No need to
+         * save the states of a file that goes. */
+        op->removed = kr_msg_remove_lazy(op->msg, &op->error);
+        if (op->removed)
+            return;
+        /* It stays after all: every state must be in the file. */
+        g_warning("%s: %s", kr_msg_queue_id(op->msg), op->error->message);
+        g_clear_error(&op->error);
+        g_ptr_array_set_size(op->save, 0);
+        for (guint i = 0; i < kr_msg_rcpt_count(op->msg); i++)
+            g_ptr_array_add(op->save, kr_msg_rcpt(op->msg, i));
+        op->due = 0;
+    }
     for (guint i = 0; i < op->save->len; i++) {
         GError *err = NULL;
         if (!kr_msg_rcpt_save(op->msg, op->save->pdata[i], &err)) {
@@ -546,16 +576,6 @@ final_work(gpointer p)
             g_error_free(err);
             op->due = 0; /* keep the file; try again soon */
         }
-    }
-    gboolean all_final = TRUE;
-    for (guint i = 0; i < kr_msg_rcpt_count(op->msg); i++)
-        if (!rcpt_final(kr_msg_rcpt(op->msg, i)))
-            all_final = FALSE;
-    if (all_final && op->due != 0) {
-        /* Every recipient is final: if a crash brings the file back, its
-         * deliveries are repeated (at-least-once), never lost. */
-        op->removed = kr_msg_remove_lazy(op->msg, &op->error);
-        return;
     }
     if (kr_msg_queue_dir(op->msg) != KR_QUEUE_DEFERRED)
         op->moved = kr_msg_move_lazy(op->msg, KR_QUEUE_DEFERRED, &op->error);
