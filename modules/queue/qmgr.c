@@ -19,7 +19,9 @@
  *   message's lifetime), or, past max_lifetime, becomes FAILED (Status
  *   4.4.7); a recipient no stage finished is DEFERRED. The states are
  *   saved in the queue file (kr_msg_rcpt_save, worker) before the slot is
- *   given back and the policy hears the result.
+ *   given back and the policy hears the result -- except when the file
+ *   is about to go (its last item, every recipient final): then it is
+ *   just removed.
  *
  *   When no item of a message is left: FAILED recipients go to the bounce
  *   node as one job (one DSN); the bounce stage marks them BOUNCED once
