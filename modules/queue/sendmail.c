@@ -16,6 +16,10 @@
  *   it starts, and scans maildrop/ periodically anyway). From there it
  *   takes the same pipeline as SMTP mail, from the `maildrop` node.
  *
+ *   The invoking user must be able to write DATA_DIR/queue/maildrop/
+ *   (mode 0700: kurird's user; there is no setgid helper yet), and the
+ *   file must be readable by kurird.
+ *
  *   Input lines may end in LF or CRLF; they are stored with CRLF. Unless
  *   -i (or -oi) is given, a line with a single "." ends the input. A
  *   first line "From ..." (an mbox separator) is dropped. Bcc and
