@@ -14,6 +14,9 @@
  *                                 client-side handshake (STARTTLS as client)
  *   kr_conn_close_all()           close every connection (daemon shutdown)
  *   kr_conn_count()               connections not yet freed
+ *
+ * Plumbing shared by kr-conn.c and kr-conn-sock.c (not exported):
+ *   kr_conn_sock_bio(fd), kr_conn_sock_addr(fd, peer, ...), kr_conn_ssl_errors()
  */
 #ifndef KR_CONN_PRIVATE_H
 #define KR_CONN_PRIVATE_H
@@ -58,5 +61,14 @@ KR_INTERNAL gboolean kr_conn_start_tls_client(KrConn *conn, SSL_CTX *ctx, const 
 KR_INTERNAL void kr_conn_close_all(void);
 /* Connections created and not yet freed. */
 KR_INTERNAL guint kr_conn_count(void);
+
+/* kr-conn-sock.c: an OpenSSL BIO on socket fd (not owned) whose writes
+ * never raise SIGPIPE; NULL if OpenSSL fails. */
+BIO *kr_conn_sock_bio(int fd);
+/* The peer's (peer TRUE) or local address of fd as text into buf and its
+ * port; returns the address family (AF_UNSPEC if there is none). */
+int kr_conn_sock_addr(int fd, gboolean peer, char *buf, gsize size, guint16 *port_r);
+/* OpenSSL's error queue as one line, emptied; "" if none. g_free it. */
+char *kr_conn_ssl_errors(void);
 
 #endif

@@ -36,7 +36,7 @@
  * tls_done get ok=FALSE, the closed handler runs once, the release hook
  * runs, and the KrConn is freed. I/O errors close at once with
  * KR_CONN_CLOSED_ERROR (output is dropped). The socket I/O uses
- * MSG_NOSIGNAL, also under TLS (a small BIO of our own), so a peer that
+ *  MSG_NOSIGNAL, also under TLS (our own BIO, kr-conn-sock.c), so a peer that
  * resets never raises SIGPIPE.
  *
  * The idle timer is reset by input and by output progress, and does not
@@ -75,14 +75,12 @@
 #include "kr-internal.h"
 #include "kr-conn-private.h"
 #include "kr-conn-epoll.h"
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <stdint.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,21 +155,6 @@ static void conn_update(KrConn *c);
 
 /* --- helpers --------------------------------------------------------------- */
 
-static char *
-ssl_errors(void)
-{
-    GString *s = g_string_new(NULL);
-    unsigned long e;
-    char buf[256];
-    while ((e = ERR_get_error()) != 0) {
-        ERR_error_string_n(e, buf, sizeof buf);
-        if (s->len)
-            g_string_append(s, "; ");
-        g_string_append(s, buf);
-    }
-    return g_string_free(s, FALSE);
-}
-
 static gsize
 out_pending(const KrConn *c)
 {
@@ -195,99 +178,6 @@ drop_input(KrConn *c)
     c->in = NULL;
     c->in_off = c->in_len = 0;
     c->in_scratch = FALSE;
-}
-
-static void
-addr_string(const struct sockaddr_storage *ss, char *buf, gsize size, guint16 *port)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &s4->sin_addr, buf, size);
-        *port = ntohs(s4->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf, size);
-        else
-            inet_ntop(AF_INET6, &s6->sin6_addr, buf, size);
-        *port = ntohs(s6->sin6_port);
-    } else {
-        g_strlcpy(buf, ss->ss_family == AF_UNIX ? "local" : "unknown", size);
-        *port = 0;
-    }
-}
-
-/* --- a socket BIO that never raises SIGPIPE -------------------------------- */
-
-static int
-bio_fd(BIO *b)
-{
-    return (int)(intptr_t)BIO_get_data(b);
-}
-
-static int
-bio_write(BIO *b, const char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        BIO_set_retry_write(b);
-    return (int)n;
-}
-
-static int
-bio_read(BIO *b, char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        BIO_set_retry_read(b);
-    return (int)n;
-}
-
-static int
-bio_puts(BIO *b, const char *s)
-{
-    return bio_write(b, s, (int)strlen(s));
-}
-
-static long
-bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-    case BIO_CTRL_DUP:
-        return 1;
-    case BIO_C_GET_FD:
-        if (ptr)
-            *(int *)ptr = bio_fd(b);
-        return bio_fd(b);
-    default:
-        return 0;
-    }
-}
-
-static int
-bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-static BIO_METHOD *
-bio_method(void)
-{
-    static BIO_METHOD *m;
-    if (!m) {
-        m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                         "kurir socket");
-        BIO_meth_set_write(m, bio_write);
-        BIO_meth_set_read(m, bio_read);
-        BIO_meth_set_puts(m, bio_puts);
-        BIO_meth_set_ctrl(m, bio_ctrl);
-        BIO_meth_set_create(m, bio_create);
-    }
-    return m;
 }
 
 /* --- state predicates ---------------------------------------------------- */
@@ -371,22 +261,23 @@ conn_deadline(const KrConn *c)
 static void conn_fail_errno(KrConn *c, const char *what, int err);
 
 /* Bring the epoll events, ready list and timer in line with the state;
- * rev: the events the dispatch that calls this had. Inside the conn's own
- * dispatch this waits for the end of the dispatch.
+ * unwanted: poll events the calling dispatch got that the conn could not
+ * act on (0 outside a dispatch). Inside the conn's own dispatch this waits
+ * for the end of the dispatch.
  *
  * Kept cheap for the common cases: the epoll set is widened at once, but
- * narrowed only when an event we no longer want arrived (so pausing, then
+ * narrowed only after an event we could not use arrived (so pausing, then
  * resuming, costs no syscall unless the peer sent something meanwhile),
  * except for G_IO_OUT, which would fire at once anyway. Deadlines only
  * move earlier (kr_ev_set_deadline): a timer that fires early re-arms. */
 static void
-conn_sync(KrConn *c, GIOCondition rev)
+conn_sync(KrConn *c, GIOCondition unwanted)
 {
     if (c->in_dispatch || c->finishing)
         return;
     GIOCondition want = conn_events(c);
     GIOCondition reg = c->ev.watched;
-    if (want != reg && ((want & ~reg) || (rev & ~want) || (reg & ~want & G_IO_OUT))) {
+    if (want != reg && ((want & ~reg) || unwanted || (reg & ~want & G_IO_OUT))) {
         if (!kr_ev_watch(&c->ev, c->fd, want)) {
             conn_fail_errno(c, "epoll", errno);
             return;
@@ -529,7 +420,7 @@ static void
 conn_fail_ssl(KrConn *c, const char *what, int ssl_err)
 {
     int saved = errno;
-    g_autofree char *detail = ssl_errors();
+    g_autofree char *detail = kr_conn_ssl_errors();
     if (ssl_err == SSL_ERROR_SYSCALL && !*detail) {
         g_free(detail);
         detail = g_strdup(saved ? g_strerror(saved) : "connection closed");
@@ -775,7 +666,8 @@ conn_timeout(KrConn *c)
 static void
 conn_dispatch(KrConn *c, GIOCondition rev)
 {
-    GIOCondition polled = rev;
+    /* events we cannot act on now (HUP and ERR are never asked for) */
+    GIOCondition unwanted = rev & ~conn_events(c);
     if (c->state == ST_DEAD) {
         if (c->busy == 0)
             conn_finish(c);
@@ -839,7 +731,7 @@ conn_dispatch(KrConn *c, GIOCondition rev)
         kr_ev_wake(&c->ev);
         return;
     }
-    conn_sync(c, polled);
+    conn_sync(c, unwanted);
 }
 
 static void
@@ -869,18 +761,9 @@ kr_conn_new(int fd, const char *listener_name, SSL_CTX *tls_ctx, gboolean implic
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        ss.ss_family = AF_UNSPEC;
-    addr_string(&ss, c->peer_ip, sizeof c->peer_ip, &c->peer_port);
-    len = sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        ss.ss_family = AF_UNSPEC;
-    addr_string(&ss, c->local_ip, sizeof c->local_ip, &c->local_port);
-    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    kr_conn_sock_addr(fd, TRUE, c->peer_ip, sizeof c->peer_ip, &c->peer_port);
+    int family = kr_conn_sock_addr(fd, FALSE, c->local_ip, sizeof c->local_ip, &c->local_port);
+    if (family == AF_INET || family == AF_INET6) {
         /* we coalesce our output ourselves: one write per loop iteration */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -908,15 +791,14 @@ conn_tls_setup(KrConn *c, SSL_CTX *ctx, gboolean client, GError **error)
     }
     ERR_clear_error();
     SSL *ssl = SSL_new(ctx);
-    BIO *bio = ssl ? BIO_new(bio_method()) : NULL;
+    BIO *bio = ssl ? kr_conn_sock_bio(c->fd) : NULL;
     if (!bio) {
-        g_autofree char *detail = ssl_errors();
+        g_autofree char *detail = kr_conn_ssl_errors();
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot start TLS: %s", detail);
         if (ssl)
             SSL_free(ssl);
         return FALSE;
     }
-    BIO_set_data(bio, (void *)(intptr_t)c->fd);
     SSL_set_bio(ssl, bio, bio);
     SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

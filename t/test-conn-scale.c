@@ -11,6 +11,8 @@
  *   /conn-scale/idle-busy   2000 idle connections: a busy echo connection
  *                      is dispatched only for itself (counted), and its
  *                      round trips are not much slower than with none (timed)
+ *   /conn-scale/pause-resume   an asynchronous command (pause, answer
+ *                      later, resume) costs no epoll_ctl
  *   /conn-scale/burst  all idle connections get input at once (more than
  *                      one epoll batch): every one answers
  *   /conn-scale/timeouts    short timeouts among 2000 long ones fire on
@@ -334,12 +336,34 @@ cmp_gint64(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
-/* TRIPS echo round trips over loopback TCP; returns the median in us
- * and the number of item dispatches per round trip (x100) in *items_r. */
-static gint64
-busy_round_trips(guint64 *items_x100_r)
+/* Like echo_read, but asynchronous: pause, answer and resume from an
+ * idle callback (as a protocol does around a command that takes time). */
+static gboolean
+async_answer(gpointer p)
 {
-    static const KrConnHandlers h = {.read = echo_read};
+    KrConn *c = p;
+    echo_read(c, NULL);
+    kr_conn_resume(c);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+async_read(KrConn *c, gpointer ud)
+{
+    gsize len;
+    const char *in = kr_conn_input(c, &len);
+    if (!memchr(in, '\n', len))
+        return;
+    kr_conn_pause(c);
+    g_idle_add(async_answer, c);
+}
+
+/* TRIPS echo round trips over loopback TCP; returns the median in us;
+ * item dispatches and epoll_ctl calls per round trip (x100) in *items_r
+ * and *ctl_r. */
+static gint64
+round_trips(const KrConnHandlers *h, guint64 *items_x100_r, guint64 *ctl_x100_r)
+{
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     g_assert_cmpint(bind(lfd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
@@ -356,7 +380,7 @@ busy_round_trips(guint64 *items_x100_r)
     g_assert_cmpint(sfd, >=, 0);
     close(lfd);
     KrConn *c = kr_conn_new(sfd, "busy", NULL, FALSE, NULL, NULL);
-    kr_conn_set_handlers(c, &h, NULL);
+    kr_conn_set_handlers(c, h, NULL);
     kr_conn_set_timeout(c, 300);
     iterate_pending();
 
@@ -370,6 +394,8 @@ busy_round_trips(guint64 *items_x100_r)
     kr_ev_stats(&st1);
     g_assert_cmpstr(pg->fail, ==, NULL);
     *items_x100_r = (st1.items - st0.items) * 100 / TRIPS;
+    if (ctl_x100_r)
+        *ctl_x100_r = (st1.ctl - st0.ctl) * 100 / TRIPS;
     qsort(pg->lat, TRIPS, sizeof pg->lat[0], cmp_gint64);
     gint64 median = pg->lat[TRIPS / 2];
     g_free(pg);
@@ -380,6 +406,13 @@ busy_round_trips(guint64 *items_x100_r)
     while (kr_conn_count() == before)
         g_main_context_iteration(NULL, TRUE);
     return median;
+}
+
+static gint64
+busy_round_trips(guint64 *items_x100_r)
+{
+    static const KrConnHandlers h = {.read = echo_read};
+    return round_trips(&h, items_x100_r, NULL);
 }
 
 /* Median time of a main loop iteration with nothing to do, in ns. */
@@ -437,6 +470,23 @@ test_idle_busy(void)
         ok = loaded < 5 * base + 100 && loaded < 50000 && iter1 < 5 * iter0 + 20000;
     }
     g_assert_true(ok);
+}
+
+/* --- /conn-scale/pause-resume ------------------------------------------------------ */
+
+/* A command handled asynchronously (pause, answer later, resume) costs no
+ * epoll_ctl when the client waits for the answer: the socket stays in the
+ * epoll set while paused, as nothing arrives meanwhile. */
+static void
+test_pause_resume_cheap(void)
+{
+    static const KrConnHandlers h = {.read = async_read};
+    guint64 items, ctl;
+    round_trips(&h, &items, &ctl);
+    g_test_message("async round trip: %.2f item dispatches, %.2f epoll_ctl", items / 100.0,
+                   ctl / 100.0);
+    g_assert_cmpuint(ctl, ==, 0);
+    g_assert_cmpuint(items, <=, 300);
 }
 
 /* --- /conn-scale/burst ------------------------------------------------------------------ */
@@ -598,6 +648,7 @@ main(int argc, char **argv)
     g_test_add_func("/ev/deadlines", test_ev_deadlines);
     g_test_add_func("/ev/wake", test_ev_wake);
     g_test_add_func("/conn-scale/idle-busy", test_idle_busy);
+    g_test_add_func("/conn-scale/pause-resume", test_pause_resume_cheap);
     g_test_add_func("/conn-scale/burst", test_burst);
     g_test_add_func("/conn-scale/timeouts", test_timeouts);
     return g_test_run();
