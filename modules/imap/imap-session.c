@@ -332,7 +332,14 @@ job_work(gpointer p)
 {
     ImapJob *j = p;
     ImapSession *s = j->s;
-    if (j->work)
+    /* UID commands name messages by UID: bring the view up to date
+     * first, so their results are current (never with sequence numbers,
+     * which must mean what the client saw) */
+    if (!j->began && j->cmd && j->cmd->uid && j->sync != IMAP_SYNC_NONE && s->mb &&
+        imap_g.ops->change_counter(s->mb) != s->counter)
+        imap_sync_updates(s, j->out, &j->bye);
+    j->began = TRUE;
+    if (j->work && !j->bye)
         j->work(j);
     if (!j->more && j->sync != IMAP_SYNC_NONE && s->mb && !j->bye) {
         gboolean changed =

@@ -142,6 +142,7 @@ struct ImapJob {
     gboolean more;         /* call work again once the output has drained */
     gboolean bye;          /* UIDVALIDITY lost: close after writing */
     gboolean keep_command; /* the command goes on afterwards (IDLE) */
+    gboolean began;        /* work ran at least once */
     gpointer data;
     GDestroyNotify free_data;
 };
