@@ -1017,6 +1017,51 @@ same_answers(const ImapMimeMessage *a, GBytes *da, const ImapMimeMessage *b, GBy
     }
 }
 
+/* A section through the stream API, `chunk` octets a read. */
+static GBytes *
+stream_all(const ImapMimeMessage *m, GBytes *data, const char *item, gsize chunk)
+{
+    g_autoptr(ImapCommand) c = fetch_cmd(item);
+    if (!c || c->u.fetch.n_sections != 1)
+        return NULL;
+    ImapMimeInput in = IMAP_MIME_INPUT_MEM(g_bytes_get_data(data, NULL), g_bytes_get_size(data));
+    guint64 size = 0;
+    g_autoptr(ImapMimeStream) st =
+        imap_mime_stream_open(m, &in, &c->u.fetch.sections[0], &size, NULL);
+    if (!st)
+        return NULL;
+    GByteArray *out = g_byte_array_new();
+    guchar *buf = g_malloc(chunk);
+    gssize n;
+    while ((n = imap_mime_stream_read(st, buf, chunk, NULL)) > 0)
+        g_byte_array_append(out, buf, (guint)n);
+    g_free(buf);
+    g_assert_cmpint(n, ==, 0);
+    g_assert_cmpuint(out->len, ==, size);
+    return g_byte_array_free_to_bytes(out);
+}
+
+static void
+same_streamed(const ImapMimeMessage *m, GBytes *data, const char *what)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(probe_items); i++) {
+        if (g_str_has_prefix(probe_items[i], "BINARY.SIZE"))
+            continue; /* a number, not octets to stream */
+        const char *code;
+        g_autoptr(GBytes) whole = sect_try(m, data, probe_items[i], &code);
+        g_autoptr(GBytes) s1 = stream_all(m, data, probe_items[i], 1);
+        g_autoptr(GBytes) s7 = stream_all(m, data, probe_items[i], 7);
+        if (!whole) {
+            g_assert_null(s1);
+            continue;
+        }
+        if (!s1 || !s7 || !g_bytes_equal(whole, s1) || !g_bytes_equal(whole, s7)) {
+            g_test_message("%s: streamed %s differs", what, probe_items[i]);
+            g_test_fail();
+        }
+    }
+}
+
 static void
 test_lf_crlf(void)
 {
@@ -1033,6 +1078,8 @@ test_lf_crlf(void)
         g_assert_cmpuint(imap_mime_size(ml), ==, g_bytes_get_size(crlf));
         g_assert_cmpuint(imap_mime_size(mc), ==, g_bytes_get_size(crlf));
         same_answers(ml, lf, mc, crlf, all_fixtures[i]);
+        same_streamed(ml, lf, all_fixtures[i]);
+        same_streamed(mc, crlf, all_fixtures[i]);
         g_autoptr(GBytes) whole = sect(ml, lf, "BODY[]");
         g_assert_true(g_bytes_equal(whole, crlf));
     }
@@ -1091,6 +1138,12 @@ test_fd_input(void)
     g_assert_nonnull(mf);
     if (mf && mm) {
         g_assert_cmpstr(imap_mime_bodystructure(mf), ==, imap_mime_bodystructure(mm));
+        /* streamed in odd chunks: the same octets as in one piece */
+        g_autoptr(GBytes) s3 = stream_all(mm, big, "BODY[3]<99999.300001>", 4093);
+        g_autoptr(GBytes) w3 = sect(mm, big, "BODY[3]<99999.300001>");
+        g_assert_nonnull(s3);
+        if (s3)
+            g_assert_true(g_bytes_equal(s3, w3));
         g_autoptr(ImapCommand) c = fetch_cmd("BODY[3]<100000.70000>");
         GBytes *viafd = NULL;
         if (c && imap_mime_section(mf, &in, &c->u.fetch.sections[0], &viafd, NULL)) {

@@ -7,6 +7,12 @@
  *
  *   imap_mime_section()        the octets of a section
  *   imap_mime_section_size()   their size, without the partial
+ *   imap_mime_stream_open/read/free()   the same octets in chunks
+ *
+ * A section is planned as a range of the file, read and converted to
+ * wire form chunk by chunk (a range without bare LFs is read directly at
+ * its partial offset), or as octets made in memory: HEADER.FIELDS(.NOT)
+ * and decoded BINARY.
  *
  * Part numbers resolve as in Dovecot (imap-msgpart.c): in a multipart N
  * is its Nth part; a non-multipart entity has only part 1, itself;
@@ -86,55 +92,6 @@ resolve(const ImapMimeMessage *msg, const guint32 *part, guint n)
 typedef struct {
     guint64 off, end, wire;
 } Range;
-
-/* Bytes [o, o+l) of the wire form of r, appended to res. */
-static gboolean
-range_read(const ImapMimeInput *in, const Range *r, guint64 o, guint64 l, GByteArray *res,
-           GError **error)
-{
-    if (l == 0)
-        return TRUE;
-    guchar *buf = g_malloc(CHUNK);
-    gboolean ok = TRUE;
-    if (r->wire == r->end - r->off) {
-        /* no bare LF in it: wire offsets are file offsets */
-        guint64 pos = r->off + o, stop = r->off + o + l;
-        while (pos < stop) {
-            gsize got;
-            if (!(ok = mime_input_read(in, pos, buf, (gsize)MIN((guint64)CHUNK, stop - pos), &got,
-                                       error)))
-                break;
-            if (got == 0)
-                break;
-            g_byte_array_append(res, buf, (guint)got);
-            pos += got;
-        }
-        g_free(buf);
-        return ok;
-    }
-    GByteArray *tmp = g_byte_array_new();
-    gboolean last_cr = FALSE;
-    guint64 pos = r->off, w = 0;
-    while (pos < r->end && w < o + l) {
-        gsize got;
-        if (!(ok = mime_input_read(in, pos, buf, (gsize)MIN((guint64)CHUNK, r->end - pos), &got,
-                                   error)))
-            break;
-        if (got == 0)
-            break;
-        g_byte_array_set_size(tmp, 0);
-        mime_crlf_append(tmp, buf, got, &last_cr);
-        /* overlap of [w, w + tmp->len) with [o, o + l) */
-        guint64 a = MAX(w, o), b = MIN(w + tmp->len, o + l);
-        if (a < b)
-            g_byte_array_append(res, tmp->data + (a - w), (guint)(b - a));
-        w += tmp->len;
-        pos += got;
-    }
-    g_byte_array_free(tmp, TRUE);
-    g_free(buf);
-    return ok;
-}
 
 static void
 partial_bounds(const ImapFetchSection *sec, guint64 size, guint64 *o_r, guint64 *l_r)
@@ -291,16 +248,156 @@ binary_plan(const ImapMimeMessage *msg, const ImapFetchSection *sec, Range *r_r,
     return TRUE;
 }
 
-static gboolean
-slice_out(GByteArray *all, const ImapFetchSection *sec, GBytes **out_r)
-{
+/* What a section is: a range of the file (in wire form), or octets
+ * made in memory (HEADER.FIELDS, decoded BINARY); and the partial window. */
+typedef struct {
+    Range r;
+    GByteArray *mem;
     guint64 o, l;
-    partial_bounds(sec, all->len, &o, &l);
-    if (o > 0)
-        g_byte_array_remove_range(all, 0, (guint)o);
-    g_byte_array_set_size(all, (guint)l);
-    *out_r = g_byte_array_free_to_bytes(all);
+} Plan;
+
+static gboolean
+plan(const ImapMimeMessage *msg, const ImapMimeInput *in, const ImapFetchSection *sec, Plan *p,
+     GError **error)
+{
+    memset(p, 0, sizeof *p);
+    if (!check_input(msg, in, error))
+        return FALSE;
+    if (sec->kind != IMAP_SECTION_BODY) {
+        guint8 cte;
+        if (!binary_plan(msg, sec, &p->r, &cte, error))
+            return FALSE;
+        if (cte != MIME_CTE_IDENTITY) {
+            p->mem = g_byte_array_new();
+            if (!decode(in, &p->r, cte, p->mem, NULL, error)) {
+                g_byte_array_free(p->mem, TRUE);
+                p->mem = NULL;
+                return FALSE;
+            }
+        }
+    } else {
+        guint32 idx = resolve(msg, sec->part, sec->n_part);
+        if (idx == MIME_NONE)
+            return no_part(error);
+        if (!section_range(msg, sec, idx, &p->r, error))
+            return FALSE;
+        if (sec->text == IMAP_SECTION_HEADER_FIELDS ||
+            sec->text == IMAP_SECTION_HEADER_FIELDS_NOT) {
+            p->mem = g_byte_array_new();
+            if (!header_fields(in, &p->r, sec, p->mem, error)) {
+                g_byte_array_free(p->mem, TRUE);
+                p->mem = NULL;
+                return FALSE;
+            }
+        }
+    }
+    partial_bounds(sec, p->mem ? p->mem->len : p->r.wire, &p->o, &p->l);
     return TRUE;
+}
+
+struct ImapMimeStream {
+    ImapMimeInput in;
+    Plan p;
+    guint64 done;   /* octets given out */
+    guint64 pos, w; /* next file offset to read; wire offset of pend's start */
+    gboolean last_cr;
+    GByteArray *pend; /* converted octets not given out yet, from pend_off */
+    gsize pend_off;
+};
+
+ImapMimeStream *
+imap_mime_stream_open(const ImapMimeMessage *msg, const ImapMimeInput *in,
+                      const ImapFetchSection *sec, guint64 *size_r, GError **error)
+{
+    g_return_val_if_fail(msg && in && sec && size_r, NULL);
+    ImapMimeStream *st = g_new0(ImapMimeStream, 1);
+    if (!plan(msg, in, sec, &st->p, error)) {
+        g_free(st);
+        return NULL;
+    }
+    st->in = *in;
+    st->pos = st->p.r.off;
+    *size_r = st->p.l;
+    return st;
+}
+
+static gboolean
+changed(GError **error)
+{
+    g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CHANGED,
+                        "Message changed while read");
+    return FALSE;
+}
+
+gssize
+imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **error)
+{
+    const Plan *p = &st->p;
+    len = (gsize)MIN((guint64)len, p->l - st->done);
+    if (len == 0)
+        return 0;
+    if (p->mem) {
+        memcpy(buf, p->mem->data + p->o + st->done, len);
+        st->done += len;
+        return (gssize)len;
+    }
+    if (p->r.wire == p->r.end - p->r.off) {
+        /* no bare LF in the range: wire offsets are file offsets */
+        gsize got;
+        if (!mime_input_read(&st->in, p->r.off + p->o + st->done, buf, len, &got, error))
+            return -1;
+        if (got < len) {
+            changed(error);
+            return -1;
+        }
+        st->done += len;
+        return (gssize)len;
+    }
+    if (!st->pend)
+        st->pend = g_byte_array_new();
+    gsize out = 0;
+    guchar *raw = NULL;
+    while (out < len) {
+        if (st->pend_off < st->pend->len) {
+            gsize n = MIN(len - out, st->pend->len - st->pend_off);
+            memcpy((guchar *)buf + out, st->pend->data + st->pend_off, n);
+            st->pend_off += n;
+            out += n;
+            continue;
+        }
+        gsize got = 0;
+        if (!raw)
+            raw = g_malloc(CHUNK);
+        if (st->pos >= p->r.end ||
+            !mime_input_read(&st->in, st->pos, raw, (gsize)MIN((guint64)CHUNK, p->r.end - st->pos),
+                             &got, error) ||
+            got == 0) {
+            g_free(raw);
+            if (error && !*error)
+                changed(error);
+            return -1;
+        }
+        st->pos += got;
+        g_byte_array_set_size(st->pend, 0);
+        mime_crlf_append(st->pend, raw, got, &st->last_cr);
+        st->pend_off = st->w < p->o ? (gsize)MIN(p->o - st->w, (guint64)st->pend->len) : 0;
+        st->w += st->pend->len;
+    }
+    g_free(raw);
+    st->done += out;
+    return (gssize)out;
+}
+
+void
+imap_mime_stream_free(ImapMimeStream *st)
+{
+    if (!st)
+        return;
+    if (st->p.mem)
+        g_byte_array_free(st->p.mem, TRUE);
+    if (st->pend)
+        g_byte_array_free(st->pend, TRUE);
+    g_free(st);
 }
 
 gboolean
@@ -309,50 +406,31 @@ imap_mime_section(const ImapMimeMessage *msg, const ImapMimeInput *in, const Ima
 {
     g_return_val_if_fail(msg && in && sec && out_r, FALSE);
     *out_r = NULL;
-    if (!check_input(msg, in, error))
+    guint64 size;
+    ImapMimeStream *st = imap_mime_stream_open(msg, in, sec, &size, error);
+    if (!st)
         return FALSE;
-    Range r;
-    if (sec->kind != IMAP_SECTION_BODY) {
-        guint8 cte;
-        if (!binary_plan(msg, sec, &r, &cte, error))
-            return FALSE;
-        GByteArray *res = g_byte_array_new();
-        if (cte != MIME_CTE_IDENTITY) {
-            if (!decode(in, &r, cte, res, NULL, error)) {
-                g_byte_array_free(res, TRUE);
-                return FALSE;
-            }
-            return slice_out(res, sec, out_r);
-        }
-        guint64 o, l;
-        partial_bounds(sec, r.wire, &o, &l);
-        if (!range_read(in, &r, o, l, res, error)) {
-            g_byte_array_free(res, TRUE);
-            return FALSE;
-        }
-        *out_r = g_byte_array_free_to_bytes(res);
-        return TRUE;
-    }
-    guint32 idx = resolve(msg, sec->part, sec->n_part);
-    if (idx == MIME_NONE)
-        return no_part(error);
-    if (!section_range(msg, sec, idx, &r, error))
-        return FALSE;
-    GByteArray *res = g_byte_array_new();
-    if (sec->text == IMAP_SECTION_HEADER_FIELDS || sec->text == IMAP_SECTION_HEADER_FIELDS_NOT) {
-        if (!header_fields(in, &r, sec, res, error)) {
-            g_byte_array_free(res, TRUE);
-            return FALSE;
-        }
-        return slice_out(res, sec, out_r);
-    }
-    guint64 o, l;
-    partial_bounds(sec, r.wire, &o, &l);
-    if (!range_read(in, &r, o, l, res, error)) {
-        g_byte_array_free(res, TRUE);
+    if (size > G_MAXUINT32) {
+        imap_mime_stream_free(st);
+        g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO,
+                            "Section too large for memory; stream it");
         return FALSE;
     }
-    *out_r = g_byte_array_free_to_bytes(res);
+    guchar *data = g_malloc(size ? (gsize)size : 1);
+    gsize have = 0;
+    while (have < size) {
+        gssize n = imap_mime_stream_read(st, data + have, (gsize)(size - have), error);
+        if (n <= 0) {
+            g_free(data);
+            imap_mime_stream_free(st);
+            if (n == 0)
+                return changed(error);
+            return FALSE;
+        }
+        have += (gsize)n;
+    }
+    imap_mime_stream_free(st);
+    *out_r = g_bytes_new_take(data, (gsize)size);
     return TRUE;
 }
 

@@ -16,6 +16,9 @@
  *   imap_mime_body_desc()       the ImapBodyPart tree (parsed only)
  *   imap_mime_section()         the octets of a BODY[...] / BINARY[...] section
  *   imap_mime_section_size()    their size (BINARY.SIZE[...]), partial ignored
+ *   imap_mime_stream_open()     the same octets in chunks: size first (for the
+ *   imap_mime_stream_read()     literal's "{n}"), then read them; for big
+ *   imap_mime_stream_free()     sections (BODY[], attachments)
  *   imap_mime_cache_build()     the handle as a compact, versioned blob
  *   imap_mime_cache_load()      ... and back (no reparse; sections still work)
  *
@@ -153,10 +156,24 @@ gboolean imap_mime_section(const ImapMimeMessage *msg, const ImapMimeInput *in,
 gboolean imap_mime_section_size(const ImapMimeMessage *msg, const ImapMimeInput *in,
                                 const ImapFetchSection *sec, guint64 *size_r, GError **error);
 
+/* A section as a stream: *size_r is what the reads will give in all
+ * (partial applied). A plain range of the file is read as it is asked
+ * for (CHUNK at a time, never the whole section); HEADER.FIELDS and
+ * decoded BINARY are made in memory at open. read() returns the octets
+ * put in buf (at most len), 0 at the end, -1 with error set;
+ * IMAP_MIME_ERROR_CHANGED if the file shrank meanwhile. `in` (the fd or
+ * buffer) must stay valid until free. */
+typedef struct ImapMimeStream ImapMimeStream;
+ImapMimeStream *imap_mime_stream_open(const ImapMimeMessage *msg, const ImapMimeInput *in,
+                                      const ImapFetchSection *sec, guint64 *size_r, GError **error);
+gssize imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **error);
+void imap_mime_stream_free(ImapMimeStream *st);
+
 GBytes *imap_mime_cache_build(const ImapMimeMessage *msg);
 ImapMimeMessage *imap_mime_cache_load(GBytes *blob, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapMimeMessage, imap_mime_message_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapMimeStream, imap_mime_stream_free)
 
 G_END_DECLS
 
