@@ -22,11 +22,15 @@
  *   there (bare LF -> CRLF, dot-stuffing, the final "."), and written on
  *   the loop. "+OK" goes out only once the message could be opened.
  *
- *   Read-ahead: after RETR n, the next message not marked deleted is
- *   read into memory by a worker (if at most READAHEAD_MAX bytes) while
- *   the client takes in RETR n; a following RETR of it is then answered
- *   at once from memory. Clients download in order, so most RETRs skip
- *   the trip to a worker thread.
+ *   Read-ahead: after a RETR, the following messages not marked deleted
+ *   (up to RA_COUNT of them, RA_BYTES in all, each at most READAHEAD_MAX)
+ *   are read and converted by one worker job while the client takes in
+ *   the reply; RETRs of them are then answered at once from memory, also
+ *   while the next batch is being read. Commands that need the mailbox
+ *   meanwhile (another RETR, TOP, QUIT) wait for that job; LIST, UIDL,
+ *   STAT, DELE, RSET and NOOP do not (open_content leaves the view alone,
+ *   see kr-store.h). Clients download in order, so most RETRs never wait
+ *   for a worker thread.
  *
  *   UIDL: the store's guid for the message (its Maildir file name) when
  *   it is 1..70 printable characters (RFC 1939), else the SHA-1 of it in
