@@ -129,7 +129,13 @@ with Kurird(config=conf) as k:
     tap.eq(new_files(k, "bob"), [], "nothing was written for bob")
     # The bounce goes back to the sender, alice (when the bounce module is built).
     if os.path.exists(os.path.join(BUILD, "modules", "bounce.so")):
-        got = k.wait_for(lambda: len(new_files(k, "alice")) >= 2)
+        def bounce_arrived():
+            for path in new_files(k, "alice"):
+                with open(path, "rb") as f:
+                    if b"multipart/report" in f.read():
+                        return True
+            return False
+        got = k.wait_for(bounce_arrived)
         tap.ok(got, "alice got the bounce")
         dsn = b""
         for path in new_files(k, "alice"):
