@@ -76,6 +76,7 @@ struct KrMsg {
     guint32 gen;         /* highest header generation seen */
     int live_hdr;        /* header copy (0/1) that points at the live envelope */
     GError *write_error; /* sticky spool write error */
+    char *spare_path;    /* removed by kr_msg_remove_lazy, kept as a spare */
 
     /* Lazily built views of the content, under lock. */
     GMutex lock;
@@ -100,6 +101,8 @@ void kr_msg_content_changed(KrMsg *msg);
 /* kr-qfile.c */
 /* Close the file; unlink DIR/.tmp-ID if the spool was never committed. */
 void kr_qfile_release(KrMsg *msg);
+/* Spare files in this process's pool (tests). */
+KR_INTERNAL guint kr_qfile_spares(void);
 /* pread the whole of len bytes at off, retrying on EINTR/short reads. */
 gboolean kr_qfile_pread_all(int fd, void *buf, gsize len, goffset off, GError **error);
 

@@ -21,11 +21,14 @@
  *   kr_msg_move / kr_msg_remove         B: link+unlink / unlink, fsync dirs
  *   kr_msg_move_lazy(msg, dir, error)   B: the same, the old name's removal
  *                                       not synced (a crash may keep both)
- *   kr_msg_remove_lazy(msg, error)      unlink, directory not synced (a crash
- *                                       may bring the file back: repeated
- *                                       delivery, at-least-once)
+ *   kr_msg_remove_lazy(msg, error)      B: remove without a directory sync
+ *                                       for it (a crash may bring the file
+ *                                       back: repeated delivery); the inode
+ *                                       is kept as a spare for a new spool
+ *   kr_qfile_spares()                   (internal) spares in the pool
  *   kr_msg_new_copy(msg, dir, error)    B: a spool with msg's logical content
  *   kr_queue_list(dir)                  sorted queue IDs in dir
+ *   kr_queue_sweep_spares()             B: remove spares left by an earlier run
  *   kr_queue_quarantine(dir, id, why)   B: move a bad file to corrupt/
  *
  * Ownership: kr_msg_discard does not drop the caller's reference; an
@@ -276,6 +279,101 @@ kr_msg_queue_dir(const KrMsg *msg)
     return msg->dir;
 }
 
+/* --- spare files ---------------------------------------------------------
+ *
+ * Creating an inode is the dearest thing a queue file costs on some file
+ * systems (ext4 without a journal scans past every inode freed in the
+ * last hours), so a finished queue file is not unlinked but kept as a
+ * spare for the next spool: kr_msg_remove_lazy empties it (ftruncate 0)
+ * and renames DIR/ID to DIR/.spare-ID, fsyncs DIR (group commit, so the
+ * old name is durably gone before the inode holds another message), and
+ * when the message's last reference goes its descriptor joins the pool.
+ * kr_msg_new_spool renames a spare to DIR/.tmp-NEWID and writes into it.
+ * The pool is per process and bounded; a spare left by a crash is removed
+ * by the recovery scan. */
+
+#define SPARE_MAX 256
+
+typedef struct {
+    int fd;
+    char *path;
+} Spare;
+
+static GMutex spare_lock;
+static GArray *spares;      /* Spare, used last-in first-out */
+static guint spare_pending; /* renamed to .spare- but not yet released */
+
+/* Reserve room in the pool; FALSE if it is full. */
+static gboolean
+spare_reserve(void)
+{
+    g_mutex_lock(&spare_lock);
+    guint have = (spares ? spares->len : 0) + spare_pending;
+    gboolean ok = have < SPARE_MAX;
+    if (ok)
+        spare_pending++;
+    g_mutex_unlock(&spare_lock);
+    return ok;
+}
+
+/* Give a reservation back; with fd >= 0, add that spare to the pool. */
+static void
+spare_put(int fd, char *path)
+{
+    g_mutex_lock(&spare_lock);
+    spare_pending--;
+    if (fd >= 0) {
+        if (!spares)
+            spares = g_array_new(FALSE, FALSE, sizeof(Spare));
+        Spare sp = {fd, path};
+        g_array_append_val(spares, sp);
+    }
+    g_mutex_unlock(&spare_lock);
+}
+
+static gboolean
+spare_take(Spare *sp)
+{
+    g_mutex_lock(&spare_lock);
+    gboolean ok = spares && spares->len > 0;
+    if (ok) {
+        *sp = g_array_index(spares, Spare, spares->len - 1);
+        g_array_set_size(spares, spares->len - 1);
+    }
+    g_mutex_unlock(&spare_lock);
+    return ok;
+}
+
+/* Turn a spare into msg's spool (DIR/.tmp-ID); FALSE if none worked. */
+static gboolean
+spool_from_spare(KrMsg *msg)
+{
+    Spare sp;
+    while (spare_take(&sp)) {
+        make_id(msg->id);
+        g_autofree char *path = tmp_path(msg);
+        gboolean ok = renameat2(AT_FDCWD, sp.path, AT_FDCWD, path, RENAME_NOREPLACE) == 0;
+        if (!ok)
+            g_debug("spare %s: rename to %s: %s", sp.path, path, g_strerror(errno));
+        g_free(sp.path);
+        if (ok) {
+            msg->fd = sp.fd;
+            return TRUE;
+        }
+        close(sp.fd);
+    }
+    return FALSE;
+}
+
+guint
+kr_qfile_spares(void)
+{
+    g_mutex_lock(&spare_lock);
+    guint n = spares ? spares->len : 0;
+    g_mutex_unlock(&spare_lock);
+    return n;
+}
+
 KrMsg *
 kr_msg_new_spool(KrQueueDir dir, GError **error)
 {
@@ -283,6 +381,7 @@ kr_msg_new_spool(KrQueueDir dir, GError **error)
     KrMsg *msg = kr_msg_alloc();
     msg->dir = dir;
     msg->content_off = QF_CONTENT_OFF;
+    spool_from_spare(msg);
     for (int tries = 0; msg->fd < 0; tries++) {
         make_id(msg->id);
         g_autofree char *path = tmp_path(msg);
@@ -601,6 +700,11 @@ kr_msg_discard(KrMsg *msg)
 void
 kr_qfile_release(KrMsg *msg)
 {
+    if (msg->spare_path && g_atomic_int_get(&msg->refcount) == 0) {
+        /* The last reference: nobody reads this content any more. */
+        spare_put(msg->fd, g_steal_pointer(&msg->spare_path));
+        msg->fd = -1;
+    }
     if (!msg->committed && !msg->gone && msg->id[0]) {
         g_autofree char *path = tmp_path(msg);
         if (unlink(path) != 0 && errno != ENOENT)
@@ -1040,6 +1144,43 @@ kr_msg_move_lazy(KrMsg *msg, KrQueueDir dir, GError **error)
     return move_file(msg, dir, FALSE, error);
 }
 
+/* Keep a removed file as a spare (see "spare files"): TRUE if it was,
+ * FALSE if the caller should unlink it instead (nothing changed then,
+ * or the file is already gone from path). */
+static gboolean
+keep_as_spare(KrMsg *msg, const char *path, gboolean *gone_r)
+{
+    *gone_r = FALSE;
+    if (msg->fd < 0 || msg->readonly || !spare_reserve())
+        return FALSE;
+    g_autofree char *name = g_strconcat(".spare-", msg->id, NULL);
+    g_autofree char *spare = file_path(msg->dir, name);
+    g_autofree char *dpath = kr_queue_dir_path(msg->dir);
+    g_autoptr(GError) err = NULL;
+    if (rename_noreplace(path, spare) != 0) {
+        g_debug("%s: no spare: %s", msg->id, g_strerror(errno));
+        spare_put(-1, NULL);
+        return FALSE;
+    }
+    *gone_r = TRUE;
+    /* Emptied only under its new name: a queue file is never seen short. */
+    if (ftruncate(msg->fd, 0) != 0) {
+        g_debug("%s: no spare: ftruncate: %s", msg->id, g_strerror(errno));
+        unlink(spare);
+        spare_put(-1, NULL);
+        return FALSE;
+    }
+    if (!fsync_dir(dpath, &err)) {
+        /* The old name may still be on disk: never reuse this inode. */
+        g_debug("%s: no spare: %s", msg->id, err->message);
+        unlink(spare);
+        spare_put(-1, NULL);
+        return FALSE;
+    }
+    msg->spare_path = g_steal_pointer(&spare);
+    return TRUE;
+}
+
 static gboolean
 remove_file(KrMsg *msg, gboolean sync, GError **error)
 {
@@ -1051,7 +1192,12 @@ remove_file(KrMsg *msg, gboolean sync, GError **error)
     if (msg->gone)
         return TRUE;
     g_autofree char *path = file_path(msg->dir, msg->id);
-    if (unlink(path) != 0)
+    gboolean gone = FALSE;
+    if (!sync && keep_as_spare(msg, path, &gone)) {
+        msg->gone = TRUE;
+        return TRUE;
+    }
+    if (!gone && unlink(path) != 0)
         return set_errno_error(error, errno, "cannot remove", path);
     msg->gone = TRUE; /* the open descriptor still reads the content */
     if (!sync)
@@ -1127,6 +1273,61 @@ kr_queue_list(KrQueueDir dir)
     closedir(d);
     g_ptr_array_sort(ids, cmp_str);
     return ids;
+}
+
+guint
+kr_queue_sweep_spares(void)
+{
+    static const KrQueueDir dirs[] = {KR_QUEUE_MAILDROP, KR_QUEUE_INCOMING, KR_QUEUE_ACTIVE,
+                                      KR_QUEUE_DEFERRED, KR_QUEUE_HOLD};
+    g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
+        g_autofree char *path = kr_queue_dir_path(dirs[i]);
+        DIR *d = opendir(path);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (g_str_has_prefix(de->d_name, ".spare-"))
+                g_ptr_array_add(found, g_build_filename(path, de->d_name, NULL));
+        if (d)
+            closedir(d);
+    }
+    if (found->len == 0)
+        return 0;
+    /* The inodes of every queue file: a spare handed out just before a
+     * crash may keep its old name on a file system without a journal
+     * while its inode holds a new message, and only fsck makes the link
+     * count say so. */
+    g_autoptr(GHashTable) inodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
+        g_autofree char *path = kr_queue_dir_path(dirs[i]);
+        g_autoptr(GPtrArray) ids = kr_queue_list(dirs[i]);
+        for (guint k = 0; k < ids->len; k++) {
+            g_autofree char *file = g_build_filename(path, ids->pdata[k], NULL);
+            struct stat st;
+            if (lstat(file, &st) == 0) {
+                gint64 *ino = g_new(gint64, 1);
+                *ino = (gint64)st.st_ino;
+                g_hash_table_add(inodes, ino);
+            }
+        }
+    }
+    guint removed = 0;
+    for (guint i = 0; i < found->len; i++) {
+        const char *file = found->pdata[i];
+        struct stat st;
+        if (lstat(file, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        gint64 ino = (gint64)st.st_ino;
+        if (st.st_nlink < 2 && g_hash_table_contains(inodes, &ino)) {
+            g_warning("%s shares its inode with a queue file but its link count is %u: left "
+                      "alone (check the file system)",
+                      file, (unsigned)st.st_nlink);
+            continue;
+        }
+        if (unlink(file) == 0)
+            removed++;
+    }
+    return removed;
 }
 
 void

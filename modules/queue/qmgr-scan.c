@@ -9,7 +9,8 @@
  *     was acknowledged for them; in maildrop/ only those older than an
  *     hour (a sendmail may be writing one right now);
  *   - files in incoming/, active/, deferred/ and maildrop/ whose names
- *     are not queue IDs are moved to corrupt/ (logged);
+ *     are not queue IDs are moved to corrupt/ (logged); spares
+ *     (.spare-ID, emptied files kept for reuse) are removed;
  *   - a file found under two names (kr_msg_move links the new name, syncs
  *     it, then unlinks the old one: a crash in between leaves both, one
  *     inode) keeps the newer name: hold/ wins, then deferred/, incoming/,
@@ -103,6 +104,8 @@ sweep_dir(Recovery *rc, KrQueueDir dir, gint64 tmp_min_age)
         struct stat st;
         if (lstat(file, &st) != 0 || S_ISDIR(st.st_mode))
             continue;
+        if (g_str_has_prefix(name, ".spare-"))
+            continue; /* kr_queue_sweep_spares() */
         if (g_str_has_prefix(name, ".tmp-")) {
             if (tmp_min_age < 0 || now - (gint64)st.st_mtime < tmp_min_age)
                 continue;
@@ -172,6 +175,7 @@ recover_work(gpointer p)
     sweep_dir(rc, KR_QUEUE_MAILDROP, STALE_MAILDROP_TMP);
     sweep_dir(rc, KR_QUEUE_ACTIVE, -1);
     sweep_dir(rc, KR_QUEUE_DEFERRED, -1);
+    kr_queue_sweep_spares();
     drop_second_names(rc);
 
     g_autoptr(GPtrArray) active = kr_queue_list(KR_QUEUE_ACTIVE);

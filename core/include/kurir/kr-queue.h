@@ -25,9 +25,11 @@
  *   kr_msg_move_lazy(msg, dir, error)  B: the same, but only the new name
  *                                      is made durable (see below)
  *   kr_msg_remove(msg, error)          B: unlink + dir fsync
- *   kr_msg_remove_lazy(msg, error)     B: unlink, no dir fsync (see below)
+ *   kr_msg_remove_lazy(msg, error)     B: remove, not synced (see below)
  *   kr_msg_rewrite_envelope(msg, err)  B: rewrite the envelope records
  *   kr_queue_list(dir)                 queue IDs present in dir
+ *   kr_queue_sweep_spares()            B: remove spares (.spare-ID) left by
+ *                                      an earlier run (the recovery scan)
  *   kr_queue_quarantine(dir, id, why)  B: move a bad file to corrupt/
  */
 #ifndef KURIR_KR_QUEUE_H
@@ -73,10 +75,12 @@ KR_API gboolean kr_msg_remove(KrMsg *msg, GError **error);
  * kr_msg_move_lazy makes the new name durable before the old one goes
  * (so the file is never lost) but does not sync the old directory: after
  * a crash the file may be found under the old name, or both (the queue
- * manager's recovery scan resumes either). kr_msg_remove_lazy does not
- * sync the directory: after a crash the file may come back, so its
+ * manager's recovery scan keeps the newer). kr_msg_remove_lazy does not
+ * make the removal durable: after a crash the file may come back, so its
  * deliveries are repeated (at-least-once). Use it for a file whose every
- * recipient is final, never to drop mail that was not delivered. */
+ * recipient is final, never to drop mail that was not delivered. It may
+ * keep the file's inode (emptied, renamed DIR/.spare-ID) for a later
+ * kr_msg_new_spool: the message's content cannot be read after it. */
 KR_API gboolean kr_msg_move_lazy(KrMsg *msg, KrQueueDir dir, GError **error);
 KR_API gboolean kr_msg_remove_lazy(KrMsg *msg, GError **error);
 KR_API gboolean kr_msg_rewrite_envelope(KrMsg *msg, GError **error);
@@ -86,6 +90,12 @@ KR_API KrMsg *kr_msg_new_copy(KrMsg *msg, KrQueueDir dir, GError **error);
 
 KR_API GPtrArray *kr_queue_list(KrQueueDir dir);
 KR_API void kr_queue_quarantine(KrQueueDir dir, const char *id, const char *why);
+/* Spares are emptied queue files kept for reuse (kr_msg_remove_lazy),
+ * named DIR/.spare-ID; after a restart they belong to no one. Removes
+ * them (but never one whose inode a queue file shares while the link
+ * count says otherwise: a file system to check) and returns how many.
+ * Call at start-up, before any spool is created. */
+KR_API guint kr_queue_sweep_spares(void);
 
 G_END_DECLS
 #endif
