@@ -45,8 +45,8 @@
  *   - Defaults: text/plain; charset=us-ascii, message/rfc822 inside a
  *     multipart/digest. A multipart without a boundary parameter or
  *     without any delimiter line is described as text/plain (charset
- *     us-ascii) so its text is readable; message/rfc822 with a base64 or
- *     quoted-printable encoding is a leaf.
+ *     us-ascii) so its text is readable; a message/rfc822 part with an
+ *     encoding other than 7bit/8bit/binary is a leaf.
  *   - Limits (ImapMimeLimits): entities nested deeper than max_depth and
  *     entities past max_parts are not split: the rest is opaque content
  *     of the entity that holds it (a multipart or message cut off this
@@ -76,6 +76,13 @@
  * -> "NO [UNKNOWN-CTE]"); a multipart, a message part or the whole
  * message ([]) goes as is. The <origin.length> partial is applied here
  * (to the decoded octets for BINARY); an origin past the end gives "".
+ *
+ * MEMORY. imap_mime_section() returns the whole section in memory; the
+ * stream reads a plain range of the file a chunk at a time (so BODY[]
+ * of a 60 MiB message never sits in memory whole). HEADER.FIELDS and
+ * decoded BINARY are made in memory either way. A partial of a file with
+ * bare LF line ends is found by converting from the section's start (a
+ * CRLF file seeks straight to it).
  *
  * CACHE. imap_mime_cache_build() gives a blob for the store's per-message
  * cache slot: a magic and version, the three texts and the part table
