@@ -83,7 +83,7 @@ with Kurird(config=conf, data_dir=datadir(), env={"KURIR_CRASH_POINT": "bounce-q
     tap.ok(k.wait_for(lambda: [d for d in deliveries(k) if d[1] == "" and
                                 d[2] == "alice@localhost"] and queue_empty(k)),
            "bounce-queued: the sender gets the DSN (at least once)", deliveries(k))
-    dsns = [d for d in deliveries(k) if d[1] == ""]
+    dsns = [d for d in deliveries(k) if d[1] == "" and d[2] != "postmaster@localhost"]
     tap.ok(1 <= len(dsns) <= 2, "bounce-queued: one DSN, or one repeat (%d)" % len(dsns))
     tap.ok(qid not in queue_ids(k, "deferred") + queue_ids(k, "active"),
            "bounce-queued: the failed message is gone")

@@ -13,7 +13,9 @@
  *   From: Mail Delivery System <MAILER-DAEMON@HOST>
  *   To: <sender>   Subject, Date, Message-ID, Auto-Submitted: auto-replied,
  *   MIME-Version, Content-Type: multipart/report; ...; boundary="..."
- *   1. text/plain: what happened, one line per recipient
+ *   1. text/plain: what happened, one line per recipient (the wording
+ *      depends on opt->kind: failure, delay warning, a failed bounce
+ *      reported to postmaster, or postmaster's copy of a failure report)
  *   2. message/delivery-status: per-message fields (Reporting-MTA,
  *      Original-Envelope-Id, X-Kurir-Queue-ID, Arrival-Date), then per
  *      recipient (Original-Recipient, Final-Recipient, Action, Status,
@@ -21,6 +23,8 @@
  *   3. message/rfc822 (the whole original) or text/rfc822-headers (its
  *      header block): RET=HDRS gives headers; RET=FULL or no RET gives
  *      the whole message unless it is bigger than max_return_size.
+ *      Delay warnings and everything to postmaster carry the headers
+ *      only.
  *
  * Every line ends in CRLF; the original's bare LFs become CRLF while it
  * is copied. The boundary is random (and contains "=_", which cannot
@@ -232,7 +236,7 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
 {
     gint64 now = opt->now ? opt->now : g_get_real_time() / G_USEC_PER_SEC;
     g_autofree char *host = one_line(opt->reporting_mta);
-    g_autofree char *to = one_line(kr_msg_sender(orig));
+    g_autofree char *to = one_line(opt->to ? opt->to : kr_msg_sender(orig));
     g_autofree char *date = rfc5322_date(now);
     g_autofree char *boundary = NULL;
     if (opt->boundary) {
@@ -244,13 +248,19 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
     DsnReturn want = dsn_return_wanted(kr_msg_attr(orig, "ret"));
     goffset size = kr_msg_size(orig);
     gboolean too_big = opt->max_return_size > 0 && size > opt->max_return_size;
-    gboolean headers_only = want == DSN_RETURN_HEADERS || too_big;
+    gboolean headers_only = want == DSN_RETURN_HEADERS || too_big || opt->kind != DSN_KIND_FAILURE;
+    static const char *const subjects[] = {
+        [DSN_KIND_FAILURE] = "Undelivered Mail Returned to Sender",
+        [DSN_KIND_DELAY] = "Delayed Mail (still being retried)",
+        [DSN_KIND_POSTMASTER] = "Undeliverable mail from the null sender",
+        [DSN_KIND_COPY] = "Postmaster Copy: Undelivered Mail",
+    };
 
     GString *s = g_string_new(NULL);
     g_string_append_printf(s,
                            "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
                            "To: <%s>\r\n"
-                           "Subject: Undelivered Mail Returned to Sender\r\n"
+                           "Subject: %s\r\n"
                            "Date: %s\r\n"
                            "Message-ID: <%s.dsn@%s>\r\n"
                            "Auto-Submitted: auto-replied\r\n"
@@ -260,25 +270,66 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
                            "\r\n"
                            "This is a MIME-encapsulated message.\r\n"
                            "\r\n",
-                           host, to, date, kr_msg_queue_id(dsn), host, boundary);
+                           host, to, subjects[opt->kind], date, kr_msg_queue_id(dsn), host,
+                           boundary);
 
     /* 1. For people. */
     GString *text = g_string_new(NULL);
-    g_string_append_printf(text,
-                           "This is the mail system at host %s.\r\n\r\n"
-                           "I'm sorry to have to inform you that your message could not\r\n"
-                           "be delivered to one or more recipients. %s\r\n\r\n"
-                           "For further assistance, please send mail to postmaster.\r\n\r\n",
-                           host,
-                           headers_only ? "The headers of the message are attached below."
-                                        : "It is attached below.");
+    g_string_append_printf(text, "This is the mail system at host %s.\r\n\r\n", host);
+    switch (opt->kind) {
+    case DSN_KIND_FAILURE:
+        g_string_append_printf(text,
+                               "I'm sorry to have to inform you that your message could not\r\n"
+                               "be delivered to one or more recipients. %s\r\n\r\n"
+                               "For further assistance, please send mail to postmaster.\r\n\r\n",
+                               headers_only ? "The headers of the message are attached below."
+                                            : "It is attached below.");
+        break;
+    case DSN_KIND_DELAY:
+        g_string_append(text,
+                        "####################################################################\r\n"
+                        "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+                        "####################################################################\r\n"
+                        "\r\n"
+                        "Your message could not be delivered yet to the recipients below.\r\n"
+                        "The mail system keeps trying, and will tell you if it gives up.\r\n"
+                        "The headers of the message are attached below.\r\n\r\n");
+        break;
+    case DSN_KIND_POSTMASTER: {
+        g_autofree char *id = one_line(kr_msg_queue_id(orig));
+        g_string_append_printf(text,
+                               "A message from the null sender <> (a delivery notification or\r\n"
+                               "similar, queue ID %s) could not be delivered. Mail from <> is\r\n"
+                               "never returned, so it is reported to you instead; nothing else\r\n"
+                               "is sent. Its headers are attached below.\r\n\r\n",
+                               id);
+        break;
+    }
+    case DSN_KIND_COPY: {
+        g_autofree char *snd = one_line(kr_msg_sender(orig));
+        g_string_append_printf(text,
+                               "This is a copy of the delivery status notification sent to\r\n"
+                               "<%s>. The headers of the undelivered message are attached\r\n"
+                               "below.\r\n\r\n",
+                               snd);
+        break;
+    }
+    }
     for (guint i = 0; i < n; i++) {
         g_autofree char *a = one_line(rcpts[i].address);
         g_autofree char *d =
             one_line(rcpts[i].diag && *rcpts[i].diag ? rcpts[i].diag : "delivery failed");
-        g_string_append_printf(text, "<%s>: %s (%s)\r\n", a, d, dsn_status(rcpts[i].status));
+        /* "host X said" only for a permanent reply from that host. */
+        if (rcpts[i].remote_mta && *rcpts[i].remote_mta && rcpts[i].code >= 500 &&
+            rcpts[i].code <= 599 && dsn_status(rcpts[i].status)[0] == '5') {
+            g_autofree char *rm = one_line(rcpts[i].remote_mta);
+            g_string_append_printf(text, "<%s>: host %s said: %d %s %s\r\n", a, rm, rcpts[i].code,
+                                   dsn_status(rcpts[i].status), d);
+        } else {
+            g_string_append_printf(text, "<%s>: %s (%s)\r\n", a, d, dsn_status(rcpts[i].status));
+        }
     }
-    if (too_big && want != DSN_RETURN_HEADERS)
+    if (too_big && want != DSN_RETURN_HEADERS && opt->kind == DSN_KIND_FAILURE)
         g_string_append_printf(text,
                                "\r\nThe message was larger than %" G_GINT64_FORMAT
                                " bytes: only its headers are returned.\r\n",

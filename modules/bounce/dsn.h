@@ -13,11 +13,22 @@ typedef enum {
     DSN_RETURN_HEADERS,
 } DsnReturn;
 
+/* What the notification is about, and for whom. */
+typedef enum {
+    DSN_KIND_FAILURE = 0, /* to the sender: these recipients failed */
+    DSN_KIND_DELAY,       /* to the sender: still trying (a warning only) */
+    DSN_KIND_POSTMASTER,  /* to postmaster: mail from <> (a bounce) failed */
+    DSN_KIND_COPY,        /* to postmaster: a copy of a failure report */
+} DsnKind;
+
 typedef struct {
     const char *reporting_mta; /* host name for Reporting-MTA and From */
     gint64 max_return_size;    /* larger messages: headers only */
     gint64 now;                /* unix time of the report (0: now) */
     const char *boundary;      /* MIME boundary (NULL: made up) */
+    DsnKind kind;              /* subject and text; DELAY, POSTMASTER and
+                                * COPY return the headers only */
+    const char *to;            /* To: address (NULL: the original's sender) */
 } DsnOptions;
 
 /* One recipient to report. */
@@ -39,7 +50,7 @@ const char *dsn_status(const char *ecode);
 /* Write the whole DSN about orig's recipients into dsn (an uncommitted
  * spool): headers, text part, delivery-status part, and the original
  * message or its headers. CRLF line endings throughout. Blocking (reads
- * orig's content). */
+ * orig's content). The caller sets the DSN's envelope (sender <>). */
 gboolean dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n_rcpts,
                      const DsnOptions *opt, GError **error);
 /* Only the message/delivery-status body (for the tests). */

@@ -26,7 +26,10 @@
  *   When no item of a message is left: FAILED recipients go to the bounce
  *   node as one job (one DSN); the bounce stage marks them BOUNCED once
  *   the DSN is durable, and if it does not, they stay FAILED and the
- *   bounce is retried later. Then the file is removed when every
+ *   bounce is retried later. DEFERRED recipients go along in that job
+ *   until the message has the attribute delay_warned (the bounce stage
+ *   may send a delay warning), and are left exactly as they were. Then
+ *   the file is removed when every
  *   recipient is final, else it moves to deferred/ and comes back at the
  *   earliest next_try. Delivery is at-least-once: a crash between a
  *   delivery and its saved status repeats that delivery, never loses it.
@@ -635,12 +638,16 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
     for (guint i = 0; i < qm->bounced->len; i++) {
         RcptCopy *c = &g_array_index(qm->bounced, RcptCopy, i);
         KrRcpt *r = kr_msg_rcpt(msg, c->index);
-        if (rcpt_final(r)) { /* BOUNCED (or whatever the node finished it as) */
+        /* A deferred one came along for a delay warning: it stays
+         * exactly as it was, whatever the node did. */
+        gboolean delayed = c->state == KR_RCPT_DEFERRED;
+        if (!delayed && rcpt_final(r)) { /* BOUNCED (or whatever the node finished it as) */
             g_ptr_array_add(save, r);
             continue;
         }
         /* Not reported: stays FAILED, as it was, and is tried again. */
-        failed = TRUE;
+        if (!delayed)
+            failed = TRUE;
         r->state = c->state;
         r->attempts = c->attempts;
         r->next_try = c->next_try;
@@ -668,13 +675,23 @@ qm_finish(QMsg *qm)
     KrMsg *msg = qm->msg;
     GPtrArray *save = g_ptr_array_new();
     g_autoptr(GArray) failed = g_array_new(FALSE, FALSE, sizeof(guint));
-    for (guint i = 0; i < kr_msg_rcpt_count(msg); i++)
-        if (kr_msg_rcpt(msg, i)->state == KR_RCPT_FAILED)
+    /* The bounce node also gets the deferred recipients until the
+     * message has had its delay warning (attribute delay_warned, set by
+     * the bounce stage; see modules/bounce/bounce.c); they stay as they
+     * are (bounce_done). */
+    g_autoptr(GArray) report = g_array_new(FALSE, FALSE, sizeof(guint));
+    gboolean warn = kr_msg_attr(msg, "delay_warned") == NULL;
+    for (guint i = 0; i < kr_msg_rcpt_count(msg); i++) {
+        KrRcptState st = kr_msg_rcpt(msg, i)->state;
+        if (st == KR_RCPT_FAILED)
             g_array_append_val(failed, i);
-    if (failed->len > 0 && Q.bounce_ok && !Q.stopping) {
-        qm->bounced = g_array_sized_new(FALSE, TRUE, sizeof(RcptCopy), failed->len);
-        for (guint k = 0; k < failed->len; k++) {
-            guint i = g_array_index(failed, guint, k);
+        if (st == KR_RCPT_FAILED || (warn && st == KR_RCPT_DEFERRED))
+            g_array_append_val(report, i);
+    }
+    if (report->len > 0 && Q.bounce_ok && !Q.stopping) {
+        qm->bounced = g_array_sized_new(FALSE, TRUE, sizeof(RcptCopy), report->len);
+        for (guint k = 0; k < report->len; k++) {
+            guint i = g_array_index(report, guint, k);
             KrRcpt *r = kr_msg_rcpt(msg, i);
             RcptCopy c = {.index = i,
                           .state = r->state,
@@ -687,7 +704,7 @@ qm_finish(QMsg *qm)
         }
         g_autoptr(GError) err = NULL;
         Q.n_busy++;
-        if (kr_pipeline_run(queue_conf->bounce_node, msg, failed, bounce_done, qm, &err)) {
+        if (kr_pipeline_run(queue_conf->bounce_node, msg, report, bounce_done, qm, &err)) {
             g_ptr_array_unref(save);
             return;
         }
