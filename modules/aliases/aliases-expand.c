@@ -410,7 +410,7 @@ aliases_delivered_to(const char *block, gsize len, const char *address)
                 g_string_free(cur, TRUE);
                 cur = NULL;
             }
-            if (n > 13 && g_ascii_strncasecmp(p, "Delivered-To:", 13) == 0)
+            if (n >= 13 && g_ascii_strncasecmp(p, "Delivered-To:", 13) == 0)
                 cur = g_string_new_len(p + 13, n - 13);
         }
         p = nl ? nl + 1 : end;
