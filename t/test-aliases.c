@@ -824,8 +824,7 @@ test_run_pipe(void)
     g_assert_cmpint(alias_run_pipe(&p, "/nonexistent/program", env, in, 10, &d6), ==, ALIAS_PERM);
     g_assert_nonnull(strstr(d6, "cannot execute"));
     g_autofree char *d7 = NULL;
-    g_assert_cmpint(alias_run_pipe(&p, "/bin/sh -c 'kill -9 $$'", env, in, 10, &d7), ==,
-                    ALIAS_TEMP);
+    g_assert_cmpint(alias_run_pipe(&p, "kill -9 $$", env, in, 10, &d7), ==, ALIAS_TEMP);
     g_assert_nonnull(strstr(d7, "signal 9"));
     /* lots of output: kept short, the command is not blocked */
     g_autofree char *d8 = NULL;

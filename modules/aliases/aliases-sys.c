@@ -114,6 +114,21 @@ component_ok(const char *s)
     return TRUE;
 }
 
+/* openat a directory without following a symlink; a symlink is ELOOP. */
+static int
+open_dir_nofollow(int at, const char *name, int *errno_r)
+{
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    *errno_r = errno;
+    struct stat st;
+    if ((*errno_r == ENOTDIR || *errno_r == ELOOP) &&
+        fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        *errno_r = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+    return -1;
+}
+
 static int
 open_virtual(const char *dir, const char *domain, const char *local, int *errno_r)
 {
@@ -122,13 +137,11 @@ open_virtual(const char *dir, const char *domain, const char *local, int *errno_
         *errno_r = errno;
         return -1;
     }
-    int dd = openat(d, domain, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    *errno_r = errno;
+    int dd = open_dir_nofollow(d, domain, errno_r);
     close(d);
     if (dd < 0)
         return -1;
-    int ud = openat(dd, local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    *errno_r = errno;
+    int ud = open_dir_nofollow(dd, local, errno_r);
     close(dd);
     if (ud < 0)
         return -1;
