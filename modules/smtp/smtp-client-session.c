@@ -158,8 +158,7 @@ conf_of(SmtpcSession *s)
 static gboolean
 need_auth(SmtpcSession *s)
 {
-    return s->node->have_relay && s->node->password && conf_of(s)->relay_user &&
-           *conf_of(s)->relay_user;
+    return s->dest->relay && s->node->password && conf_of(s)->relay_user && *conf_of(s)->relay_user;
 }
 
 static const char *
@@ -620,7 +619,8 @@ send_rcpt(SmtpcSession *s, guint j)
     guint k = g_array_index(s->send, guint, j);
     KrRcpt *r = kr_job_rcpt(s->d->sj->job, g_array_index(s->d->rcpts, guint, k));
     GString *cmd = g_string_new(NULL);
-    smtpc_rcpt_cmd(cmd, r->address, (s->caps.ext & SMTPC_EXT_DSN) != 0, r->notify, r->orcpt);
+    smtpc_rcpt_cmd(cmd, smtpc_rcpt_address(r), (s->caps.ext & SMTPC_EXT_DSN) != 0, r->notify,
+                   r->orcpt);
     g_string_truncate(cmd, cmd->len - 2);
     send_line(s, "%s", cmd->str);
     g_string_free(cmd, TRUE);
@@ -704,11 +704,6 @@ tx_abort(SmtpcSession *s, int code, const char *ecode, const char *fmt, ...)
     g_autofree char *diag = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     SmtpcDelivery *d = s->d;
-    for (guint k = 0; k < d->rcpts->len; k++) {
-        if (!g_array_index(d->done, gboolean, k))
-            kr_rcpt_set_attr(kr_job_rcpt(d->sj->job, g_array_index(d->rcpts, guint, k)),
-                             "remote_mta", s->cur ? s->cur->host : NULL);
-    }
     tx_clear(s);
     s->state = ST_READY;
     smtpc_delivery_fail(d, code >= 500 ? KR_RCPT_FAILED : KR_RCPT_DEFERRED, code, ecode, s->relay,
@@ -764,7 +759,7 @@ tx_start(SmtpcSession *s, SmtpcDelivery *d)
     for (guint k = 0; k < d->rcpts->len; k++) {
         KrRcpt *r = kr_job_rcpt(sj->job, g_array_index(d->rcpts, guint, k));
         gboolean u = FALSE;
-        smtpc_address_ok(r->address, FALSE, &u);
+        smtpc_address_ok(smtpc_rcpt_address(r), FALSE, &u);
         if (u && !(s->caps.ext & SMTPC_EXT_SMTPUTF8)) {
             smtpc_rcpt_result(d, k, KR_RCPT_FAILED, 553, "5.6.7", relay,
                               "host %s does not support SMTPUTF8, needed for this address",

@@ -18,6 +18,12 @@
  *                                      failures (no such domain, null MX)
  *   and the job continues when every group is done.
  *
+ *   Next hop of a recipient: the node's relayhost if set; else the
+ *   recipient attribute "nexthop" set by the resolve stage (the domain for
+ *   transport smtp, "[host]:port" for relay and transport map entries);
+ *   else the recipient's domain. Mail goes to the attribute "address"
+ *   (the rewritten address) if set, else to the queued address.
+ *
  *   Destinations: at most max_per_destination sessions each; deliveries
  *   beyond wait in the destination's queue (FIFO) for the next free
  *   session. A finished session takes the next waiting delivery at once
@@ -39,7 +45,9 @@
  *   relayhost           = ""      "" delivers to the recipients' MX hosts;
  *                                 "[host]:port" (no MX lookup) or
  *                                 "host[:port]" sends everything there
- *   relay_user          = ""      AUTH user for the relayhost ("": no AUTH)
+ *   relay_user          = ""      AUTH user for the relayhost, and for
+ *                                 recipients of transport "relay" (the
+ *                                 rewrite module's relayhost): "" no AUTH
  *   relay_password_file = "relay-password"  its password (first line)
  *   tls                 = "may"   "none", "may" (STARTTLS if offered),
  *                                 "encrypt" (defer unless TLS)
@@ -138,7 +146,7 @@ smtpc_rcpt_result(SmtpcDelivery *d, guint k, KrRcptState state, int code, const 
                          : state == KR_RCPT_DEFERRED ? "deferred"
                                                      : "bounced";
     g_message("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)",
-              kr_msg_queue_id(d->sj->msg), r->address, relay ? relay : "none",
+              kr_msg_queue_id(d->sj->msg), smtpc_rcpt_address(r), relay ? relay : "none",
               delay < 0 ? 0.0 : delay, ecode, status, diag);
     kr_job_rcpt_done(d->sj->job, idx, state, code, ecode, diag);
     g_array_index(d->done, gboolean, k) = TRUE;
@@ -243,35 +251,37 @@ smtpc_dest_setup_failed(SmtpcDest *dest, int code, const char *ecode, const char
         smtpc_delivery_fail(d, st, code, ecode, relay, diag);
 }
 
+/* The destination for next hop `spec` ("domain", "[host]:port", ...);
+ * relay: AUTH is wanted there (relay_user). NULL if spec is no next hop. */
 static SmtpcDest *
-dest_get(SmtpcNode *node, const char *domain)
+dest_get(SmtpcNode *node, const char *spec, gboolean relay)
 {
-    g_autofree char *key = node->have_relay ? g_strdup_printf("relay:%s", node->conf->relayhost)
-                                            : g_ascii_strdown(domain, -1);
+    SmtpcTarget t;
+    if (!smtpc_target_parse(spec, (guint16)node->conf->port, &t, NULL))
+        return NULL;
+    g_autofree char *key = g_strdup_printf("%s%s%s%s:%u", relay ? "relay:" : "", t.no_mx ? "[" : "",
+                                           t.host, t.no_mx ? "]" : "", t.port);
     SmtpcDest *dest = g_hash_table_lookup(node->dests, key);
-    if (dest)
+    if (dest) {
+        smtpc_target_clear(&t);
         return dest;
+    }
     dest = g_new0(SmtpcDest, 1);
     dest->node = node;
-    if (node->have_relay) {
-        dest->target = node->relay;
-        dest->target.host = g_strdup(node->relay.host);
-    } else {
-        dest->target.host = g_ascii_strdown(domain, -1);
-        dest->target.port = (guint16)node->conf->port;
-        if (dest->target.host[0] == '[') { /* [192.0.2.1] address literal */
-            SmtpcTarget t;
-            if (smtpc_target_parse(domain, (guint16)node->conf->port, &t, NULL)) {
-                g_free(dest->target.host);
-                dest->target = t;
-            }
-        }
-    }
+    dest->target = t;
+    dest->relay = relay;
     g_queue_init(&dest->waiting);
     g_queue_init(&dest->idle);
     dest->key = g_steal_pointer(&key);
     g_hash_table_insert(node->dests, dest->key, dest);
     return dest;
+}
+
+const char *
+smtpc_rcpt_address(const KrRcpt *r)
+{
+    const char *a = kr_rcpt_attr(r, "address");
+    return a && *a ? a : r->address;
 }
 
 /* ---- jobs ---- */
@@ -300,15 +310,31 @@ size_done(gpointer p)
     sj->pending = 1; /* held until every delivery is submitted */
     for (guint i = 0; i < kr_job_rcpt_count(job); i++) {
         KrRcpt *r = kr_job_rcpt(job, i);
-        const char *domain = kr_addr_domain(r->address);
-        if (!smtpc_address_ok(r->address, FALSE, NULL) || !domain || !*domain) {
+        const char *addr = smtpc_rcpt_address(r);
+        const char *domain = kr_addr_domain(addr);
+        if (!smtpc_address_ok(addr, FALSE, NULL) || !domain || !*domain) {
             g_message("%s: to=<%s>, relay=none, dsn=5.1.3, status=bounced (bad recipient "
                       "address syntax)",
                       kr_msg_queue_id(sj->msg), r->address);
             kr_job_rcpt_done(job, i, KR_RCPT_FAILED, 553, "5.1.3", "bad recipient address syntax");
             continue;
         }
-        SmtpcDest *dest = dest_get(node, domain);
+        /* The next hop: the node's relayhost, else what the resolve stage
+         * chose (transport smtp: the domain; relay or a transport map
+         * entry: "[host]:port"), else the recipient's domain. */
+        const char *transport = kr_rcpt_attr(r, "transport");
+        const char *nexthop = kr_rcpt_attr(r, "nexthop");
+        gboolean relay = node->have_relay || g_strcmp0(transport, "relay") == 0;
+        const char *spec = node->have_relay      ? node->conf->relayhost
+                           : nexthop && *nexthop ? nexthop
+                                                 : domain;
+        SmtpcDest *dest = dest_get(node, spec, relay);
+        if (!dest) {
+            g_warning("%s: to=<%s>: next hop '%s' is not a host name or [address]; deferred",
+                      kr_msg_queue_id(sj->msg), r->address, spec);
+            kr_job_rcpt_done(job, i, KR_RCPT_DEFERRED, 451, "4.3.5", "bad next hop");
+            continue;
+        }
         SmtpcDelivery *d = g_hash_table_lookup(by_dest, dest);
         if (!d) {
             d = g_new0(SmtpcDelivery, 1);
@@ -412,10 +438,6 @@ smtpc_create(KrStage *stage, GError **error)
         node->have_relay = TRUE;
     }
     if (c->relay_user && *c->relay_user) {
-        if (!node->have_relay) {
-            g_set_error(error, SMTPC_ERROR, 0, "relay_user needs a relayhost");
-            goto fail;
-        }
         if (c->tls == SMTPC_TLS_NONE) {
             g_set_error(error, SMTPC_ERROR, 0,
                         "relay_user: AUTH is only ever sent over TLS; tls = \"none\" forbids it");

@@ -132,8 +132,9 @@ struct SmtpcNode {
 
 struct SmtpcDest {
     SmtpcNode *node;
-    char *key;          /* lowercased domain, or "relay:" + relayhost */
+    char *key;          /* ["relay:"] host or [host], ":" port */
     SmtpcTarget target; /* what to resolve */
+    gboolean relay;     /* a relay host: AUTH with relay_user */
     GQueue waiting;     /* SmtpcDelivery * */
     GQueue idle;        /* SmtpcSession * kept for reuse */
     guint n_sessions;   /* every session of this destination */
@@ -157,6 +158,9 @@ struct SmtpcDelivery {
     guint n_left;  /* recipients without a result */
 };
 
+/* The address to deliver to: the resolve stage's rewritten "address"
+ * attribute, else the queued address. */
+const char *smtpc_rcpt_address(const KrRcpt *r);
 /* Finish recipient k of d (index into d->rcpts): result on the job,
  * one log line. relay: "host[ip]:port" or NULL. */
 void smtpc_rcpt_result(SmtpcDelivery *d, guint k, KrRcptState state, int code, const char *ecode,

@@ -11,7 +11,10 @@
 
 Each Kurird gets a fresh temp DATA_DIR and a config written from the
 embedded default (etc/kurir.conf) with every listener moved to port 0
-(unless the test passes its own config text). kurird's stderr is kept in
+(unless the test passes its own config text). Tests never ask the DNS:
+smtp-client nodes get `dns = false` unless the config says otherwise, so
+mail to other domains is deferred unless the test maps them with
+resolver_override (t/lib/clientkit.py). kurird's stderr is kept in
 DATA_DIR/kurird.log and printed as TAP comments when a test fails.
 The build under test is $KURIR_BUILD (default: build).
 """
@@ -74,9 +77,16 @@ def ephemeral(conf):
     return re.sub(r"port\s*=\s*\d+\s*;", "port = 0;", conf)
 
 
+def no_dns(conf):
+    """smtp-client nodes get `dns = false;` unless the config sets dns."""
+    if re.search(r"^[^#\n]*\bdns\s*=", conf, re.M):
+        return conf
+    return conf.replace('type = "smtp-client";', 'type = "smtp-client"; dns = false;')
+
+
 class Kurird:
     def __init__(self, config=None, data_dir=None, env=None, debug=None, keep=False):
-        self.config = ephemeral(config if config is not None else default_config())
+        self.config = no_dns(ephemeral(config if config is not None else default_config()))
         if debug:
             self.config = self.config.replace("debug = [ ];", "debug = [ %s ];" %
                                               ", ".join('"%s"' % d for d in debug))
