@@ -233,10 +233,11 @@ alias_read_forward(const AliasSys *sys, const char *address, GPtrArray *targets,
         for (guint i = before; i < targets->len; i++) {
             const AliasTarget *t = targets->pdata[i];
             if (t->kind == ALIAS_T_PIPE || t->kind == ALIAS_T_FILE || t->kind == ALIAS_T_INCLUDE) {
+                guint line = t->line;
                 g_ptr_array_remove_range(targets, before, targets->len - before);
                 *ignored_r = g_strdup_printf("%s:%u: ignored: commands, files and :include: "
                                              "are for system users only",
-                                             path, t->line);
+                                             path, line);
                 return ALIAS_NONE;
             }
         }
