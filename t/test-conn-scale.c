@@ -15,6 +15,8 @@
  *                      later, resume) costs no epoll_ctl
  *   /conn-scale/burst  all idle connections get input at once (more than
  *                      one epoll batch): every one answers
+ *   /conn-scale/close-all-in-handler   connections freed while waiting
+ *                      on the dispatch list are never called
  *   /conn-scale/timeouts    short timeouts among 2000 long ones fire on
  *                      time; timeouts reset by input do not fire; the idle
  *                      ones are not examined meanwhile
@@ -517,6 +519,68 @@ test_burst(void)
     idle_free(idle);
 }
 
+/* --- /conn-scale/close-all-in-handler -------------------------------------------------- */
+
+/* Every conn has input in the same epoll batch; the first read handler
+ * closes them all: the others are freed while they wait on the list the
+ * dispatch walks, and never get a read call. */
+enum { CA_N = 50 };
+static int ca_reads, ca_closed[CA_N];
+
+static void
+ca_read(KrConn *c, gpointer ud)
+{
+    ca_reads++;
+    kr_conn_close_all();
+    /* this one's handler is on the stack: it stays usable until it returns */
+    kr_conn_printf(c, "late\n");
+}
+
+static void
+ca_closed_cb(KrConn *c, KrConnCloseReason why, gpointer ud)
+{
+    int i = GPOINTER_TO_INT(ud);
+    g_assert_cmpint(why, ==, KR_CONN_CLOSED_SHUTDOWN);
+    ca_closed[i]++;
+}
+
+static void
+test_close_all_in_handler(void)
+{
+    static const KrConnHandlers h = {.read = ca_read, .closed = ca_closed_cb};
+    int cfds[CA_N];
+    guint before = kr_conn_count();
+    ca_reads = 0;
+    for (int i = 0; i < CA_N; i++) {
+        int sv[2];
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+        cfds[i] = sv[1];
+        ca_closed[i] = 0;
+        KrConn *c = kr_conn_new(sv[0], "ca", NULL, FALSE, NULL, NULL);
+        kr_conn_set_handlers(c, &h, GINT_TO_POINTER(i));
+        kr_conn_set_timeout(c, 60);
+    }
+    iterate_pending();
+    for (int i = 0; i < CA_N; i++)
+        g_assert_cmpint(send(cfds[i], "x\n", 2, 0), ==, 2);
+    gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (kr_conn_count() > before) {
+        g_assert_cmpint(g_get_monotonic_time(), <, end);
+        g_main_context_iteration(NULL, TRUE);
+    }
+    iterate_pending();
+    g_assert_cmpint(ca_reads, ==, 1);
+    for (int i = 0; i < CA_N; i++) {
+        g_assert_cmpint(ca_closed[i], ==, 1);
+        char buf[16];
+        ssize_t r;
+        while ((r = recv(cfds[i], buf, sizeof buf, 0)) > 0)
+            ;
+        g_assert_cmpint(r, ==, 0); /* EOF */
+        close(cfds[i]);
+    }
+}
+
 /* --- /conn-scale/timeouts --------------------------------------------------------------- */
 
 enum { SHORT = 10 };
@@ -651,5 +715,6 @@ main(int argc, char **argv)
     g_test_add_func("/conn-scale/pause-resume", test_pause_resume_cheap);
     g_test_add_func("/conn-scale/burst", test_burst);
     g_test_add_func("/conn-scale/timeouts", test_timeouts);
+    g_test_add_func("/conn-scale/close-all-in-handler", test_close_all_in_handler);
     return g_test_run();
 }
