@@ -14,7 +14,9 @@
 #   - a slow destination does not hold up another (fair policy with two
 #     delivery slots) and never gets more than max_per_destination
 #     connections;
-#   - STARTTLS when offered; SIZE limit -> bounce;
+#   - STARTTLS when offered; SIZE limit -> bounce; a failed TLS handshake
+#     is retried without TLS; relayhost with AUTH only over TLS (a relay
+#     without STARTTLS gets no AUTH: deferred);
 #   - bad remotes: no greeting, garbage greeting, garbage reply to MAIL,
 #     connection closed in the middle of the content, no reply after the
 #     content, an over-long reply line: each is deferred with a clear
@@ -246,5 +248,54 @@ with Kurird(config=conf, data_dir=datadir()) as k:
     tap.ok(time.time() - t0 < 10, "and promptly (%.1fs)" % (time.time() - t0))
 
 for s in sinks:
+    s.close()
+
+# --- relayhost with AUTH (only over TLS), TLS handshake failure ---------------------------
+relay = Sink(name="relay.test", tls=make_cert(), auth=("kurir", "s3cret pw"))
+clear = Sink(name="clear.test", auth=("kurir", "s3cret pw"))
+broken = Sink(name="broken.test", tls=make_cert())
+broken.tls_broken = True
+for s in (relay, clear, broken):
+    s.__enter__()
+d = datadir()
+with open(os.path.join(d, "relay-password"), "w") as f:
+    f.write("s3cret pw\n")
+conf = client_config({"relay.test": relay.port, "broken.test": broken.port},
+                     node={"relayhost": "[relay.test]", "relay_user": "kurir"})
+with Kurird(config=conf, data_dir=d) as k:
+    inject(k, "alice@sender.test", ["x@anywhere.test", "y@elsewhere.test"], msg("via relay"))
+    got = relay.wait(lambda: len(relay.messages) >= 2, timeout=15)
+    tap.ok(got, "everything goes to the relayhost")
+    tap.ok(got and all(m.auth_user == "kurir" and m.tls for m in relay.messages),
+           "authenticated, over TLS")
+    cmds = [c.split(" ")[0] for c in relay.commands]
+    tap.ok("AUTH" in cmds and "STARTTLS" in cmds and cmds.index("STARTTLS") < cmds.index("AUTH"),
+           "STARTTLS before AUTH", relay.commands)
+    tap.ok("s3cret" not in k.read_log() and "czNjcmV0" not in k.read_log(),
+           "the password is never logged")
+
+d2 = datadir()
+with open(os.path.join(d2, "relay-password"), "w") as f:
+    f.write("s3cret pw\n")
+conf = client_config({"clear.test": clear.port, "broken.test": broken.port},
+                     node={"relayhost": "[clear.test]", "relay_user": "kurir"})
+with Kurird(config=conf, data_dir=d2) as k:
+    inject(k, "alice@sender.test", ["z@anywhere.test"], msg("never in clear"))
+    tap.ok(k.wait_for(lambda: re.search(r"to=<z@anywhere\.test>.*status=deferred \(TLS is required, "
+                                        r"but host clear\.test\[127\.0\.0\.1\]:\d+ offered no "
+                                        r"STARTTLS\)", k.read_log())),
+           "a relay without STARTTLS: deferred, AUTH is never sent in clear")
+    tap.ok(not [c for c in clear.commands if c.startswith("AUTH")] and not clear.messages,
+           "no AUTH, no mail", clear.commands)
+
+conf = client_config({"broken.test": broken.port})
+with Kurird(config=conf, data_dir=datadir()) as k:
+    inject(k, "alice@sender.test", ["t@broken.test"], msg("tls fails"))
+    got = broken.wait(lambda: broken.messages, timeout=15)
+    tap.ok(got and not got[0].tls, "TLS handshake fails (tls = may): delivered without TLS")
+    tap.ok(re.search(r"TLS handshake with broken\.test\[127\.0\.0\.1\]:\d+ failed; trying again "
+                     r"without TLS", k.read_log()), "logged")
+
+for s in (relay, clear, broken):
     s.close()
 tap.done()

@@ -32,6 +32,8 @@ Behaviour (all attributes may be changed while it runs):
                 the content, instead of the final reply)
   delay         seconds to wait before every reply (a slow server)
   tls           (certfile, keyfile): offer STARTTLS
+  tls_broken    True: answer STARTTLS with 220, then garbage (the client's
+                handshake fails)
   auth          (user, password): offer AUTH PLAIN LOGIN (after TLS if
                 tls is set) and require it for MAIL
 
@@ -98,6 +100,7 @@ class Sink:
         self.hang_at = hang_at
         self.delay = delay
         self.tls = tls
+        self.tls_broken = False
         self.auth = auth
         self.messages = []
         self.commands = []
@@ -293,6 +296,9 @@ class Sink:
                                         for i, l in enumerate(lines)))
             elif verb == "STARTTLS" and self.tls and not st["tls"]:
                 self._reply(st, "220 2.0.0 ready to start TLS")
+                if self.tls_broken:
+                    st["conn"].sendall(b"this is not a TLS server hello\r\n")
+                    raise _Closed()
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(*self.tls)
                 st["conn"] = ctx.wrap_socket(st["conn"], server_side=True)
