@@ -3,7 +3,8 @@
  * test-dsn.c - composing delivery status notifications (modules/bounce/
  * dsn.c): the MIME structure and CRLF line ends, the per-message and
  * per-recipient fields, what RET and max_return_size return, bare LFs of
- * the original, one-line field values, and the Status check.
+ * the original, one-line field values, the Status check, and the other
+ * kinds (delay warning, postmaster's copy, report to postmaster).
  */
 #include "testlib.h"
 #include "../core/kr-internal.h"
@@ -153,6 +154,77 @@ test_headers_only(void)
     kr_msg_unref(orig);
 }
 
+static char *
+compose_kind(KrMsg *orig, const DsnRcpt *r, guint n, DsnKind kind, const char *to)
+{
+    KrMsg *dsn = spool("", "");
+    DsnOptions opt = {.reporting_mta = "mx.example.org",
+                      .now = 1700000000,
+                      .boundary = "BOUNDARY",
+                      .kind = kind,
+                      .to = to};
+    GError *err = NULL;
+    g_assert_true(dsn_compose(dsn, orig, r, n, &opt, &err));
+    g_assert_no_error(err);
+    char *c = content(dsn);
+    kr_msg_discard(dsn);
+    kr_msg_unref(dsn);
+    return c;
+}
+
+/* Delay warnings and everything to postmaster: their own subject and
+ * text, the headers only even with RET=FULL, To: as given. A permanent
+ * reply from a remote host is quoted as such in the text. */
+static void
+test_kinds(void)
+{
+    KrMsg *orig = spool("alice@example.org", "Subject: k\r\n\r\nprivate body\r\n");
+    kr_msg_set_attr(orig, "ret", "FULL");
+    DsnRcpt d = {.address = "bob@example.net",
+                 .action = "delayed",
+                 .status = "4.4.1",
+                 .code = 451,
+                 .diag = "connect to mx: Connection refused",
+                 .remote_mta = "mx.example.net"};
+    g_autofree char *c = compose_kind(orig, &d, 1, DSN_KIND_DELAY, NULL);
+    assert_crlf(c);
+    g_assert_nonnull(strstr(c, "\r\nSubject: Delayed Mail (still being retried)\r\n"));
+    g_assert_nonnull(strstr(c, "\r\nTo: <alice@example.org>\r\n"));
+    g_assert_nonnull(strstr(c, "THIS IS A WARNING ONLY"));
+    g_assert_nonnull(strstr(c, "\r\nAction: delayed\r\nStatus: 4.4.1\r\n"));
+    g_assert_nonnull(strstr(c, "Content-Type: text/rfc822-headers\r\n"));
+    g_assert_null(strstr(c, "private body"));
+    /* not "host ... said" for a temporary failure */
+    g_assert_nonnull(strstr(c, "<bob@example.net>: connect to mx: Connection refused (4.4.1)"));
+
+    DsnRcpt f = {.address = "bob@example.net",
+                 .action = "failed",
+                 .status = "5.1.1",
+                 .code = 550,
+                 .diag = "no such user (in reply to RCPT TO command)",
+                 .remote_mta = "mx.example.net"};
+    g_autofree char *cp = compose_kind(orig, &f, 1, DSN_KIND_COPY, "postmaster@example.org");
+    g_assert_nonnull(strstr(cp, "\r\nSubject: Postmaster Copy: Undelivered Mail\r\n"));
+    g_assert_nonnull(strstr(cp, "\r\nTo: <postmaster@example.org>\r\n"));
+    g_assert_nonnull(strstr(cp, "sent to\r\n<alice@example.org>"));
+    g_assert_nonnull(strstr(cp, "Content-Type: text/rfc822-headers\r\n"));
+    g_assert_null(strstr(cp, "private body"));
+    g_assert_nonnull(strstr(cp, "<bob@example.net>: host mx.example.net said: 550 5.1.1 no such "
+                                "user (in reply to RCPT TO command)\r\n"));
+
+    g_autofree char *pm = compose_kind(orig, &f, 1, DSN_KIND_POSTMASTER, "postmaster@example.org");
+    g_assert_nonnull(strstr(pm, "\r\nSubject: Undeliverable mail from the null sender\r\n"));
+    g_assert_nonnull(strstr(pm, "never returned"));
+    g_assert_null(strstr(pm, "private body"));
+
+    /* The sender's failure report still returns the whole message. */
+    g_autofree char *full = compose_kind(orig, &f, 1, DSN_KIND_FAILURE, NULL);
+    g_assert_nonnull(strstr(full, "\r\nSubject: Undelivered Mail Returned to Sender\r\n"));
+    g_assert_nonnull(strstr(full, "private body"));
+    kr_msg_discard(orig);
+    kr_msg_unref(orig);
+}
+
 static void
 test_status(void)
 {
@@ -183,5 +255,6 @@ main(int argc, char **argv)
     g_test_add_func("/dsn/full", test_full);
     g_test_add_func("/dsn/headers-only", test_headers_only);
     g_test_add_func("/dsn/status", test_status);
+    g_test_add_func("/dsn/kinds", test_kinds);
     return g_test_run();
 }
