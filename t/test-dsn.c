@@ -248,7 +248,8 @@ int
 main(int argc, char **argv)
 {
     kr_test_init(&argc, &argv);
-    kr_core_set_data_dir(kr_test_tmpdir());
+    g_autofree char *tmp = kr_test_tmpdir();
+    kr_core_set_data_dir(tmp);
     GError *err = NULL;
     if (!kr_queue_init_dirs(&err))
         g_error("%s", err->message);

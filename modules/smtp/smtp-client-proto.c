@@ -175,7 +175,7 @@ smtpc_caps_parse(const char *text, SmtpcCaps *caps)
 {
     memset(caps, 0, sizeof *caps);
     g_auto(GStrv) lines = g_strsplit(text ? text : "", "\n", -1);
-    for (guint i = 1; lines[i]; i++) { /* line 0: "host greeting" */
+    for (guint i = 1; lines[0] && lines[i]; i++) { /* line 0: "host greeting" */
         g_auto(GStrv) w = g_strsplit_set(g_strstrip(lines[i]), " =", -1);
         if (!w[0] || !*w[0])
             continue;
