@@ -223,9 +223,13 @@ imap_cmd_login(ImapSession *s)
 {
     if (privacy_required(s))
         return;
+    /* the command may be finished (freed) inside start_login */
     char *pass = s->cmd->u.login.password;
-    start_login(s, s->cmd->u.login.user, pass);
+    g_autofree char *user = g_strdup(s->cmd->u.login.user);
+    g_autofree char *pw = g_strdup(pass);
     memset(pass, 0, strlen(pass));
+    start_login(s, user, pw);
+    memset(pw, 0, strlen(pw));
 }
 
 /* SASL PLAIN (RFC 4616): base64 of authzid NUL authcid NUL passwd.
@@ -298,8 +302,11 @@ imap_cmd_authenticate(ImapSession *s)
             imap_tagged_done(s, "BAD", NULL, "Invalid SASL PLAIN response.");
             return;
         }
-        sasl_plain(s, c->u.auth.initial, strlen(c->u.auth.initial));
+        /* the command may be finished (freed) inside sasl_plain */
+        g_autofree char *ir = g_strdup(c->u.auth.initial);
         memset(c->u.auth.initial, 0, strlen(c->u.auth.initial));
+        sasl_plain(s, ir, strlen(ir));
+        memset(ir, 0, strlen(ir));
         return;
     }
     s->sasl_wait = TRUE;
