@@ -51,8 +51,9 @@ cmd_modules(void)
         printf("%-14s %-6s %s\n", m->name, m->desc->version ? m->desc->version : "",
                m->desc->summary ? m->desc->summary : "");
     }
-    static const char *const kinds[] = {"stage", "listener", "queue policy", "auth backend",
-                                        "store", "command", NULL};
+    static const char *const kinds[] = {"stage",   "listener", "queue policy", "auth backend",
+                                        "address verifier", "resolver", "store", "command",
+                                        NULL};
     for (const char *const *k = kinds; *k; k++) {
         g_auto(GStrv) names = kr_registry_names(*k);
         g_autofree char *list = g_strjoinv(", ", names);
