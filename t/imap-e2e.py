@@ -361,6 +361,60 @@ with Kurird(config=conf) as k:
     c.cmd("LOGOUT")
     c.close()
 
+    # --- RENAME INBOX, DELETE of the selected mailbox --------------------------
+    c = Raw(port)
+    c.login("bob", "pw")
+    u, t = c.cmd("STATUS INBOX (MESSAGES)")
+    n_inbox = int(re.search(rb"MESSAGES (\d+)", u[0]).group(1))
+    tap.eq(status_of(c.cmd("RENAME INBOX Old-Inbox")[1]), "OK", "RENAME INBOX")
+    u, t = c.cmd("STATUS Old-Inbox (MESSAGES)")
+    tap.eq(u, [b"* STATUS Old-Inbox (MESSAGES %d)" % n_inbox], "RENAME INBOX moved its %d messages" % n_inbox)
+    u, t = c.cmd("STATUS INBOX (MESSAGES)")
+    tap.eq(u, [b"* STATUS INBOX (MESSAGES 0)"], "... and INBOX is there, empty")
+    c.cmd("SELECT Old-Inbox")
+    u, t = c.cmd("DELETE Old-Inbox")
+    tap.ok(status_of(t) == "OK" and find(u, "* OK [CLOSED]"), "DELETE of the selected mailbox: OK, [CLOSED]", (u, t))
+    tap.eq(status_of(c.cmd("FETCH 1 FLAGS")[1]), "BAD", "... and no mailbox is selected any more")
+
+    # --- IMAP4rev2 -----------------------------------------------------------------
+    u, t = c.cmd("ENABLE IMAP4rev2")
+    tap.eq(u, [b"* ENABLED IMAP4rev2"], "ENABLE IMAP4rev2")
+    c.cmd("CREATE Deep/Down/Below")
+    u, t = c.cmd("SELECT Sent")
+    tap.ok(not find(u, "* 0 RECENT") and find(u, "* 0 EXISTS"), "IMAP4rev2 SELECT: no RECENT", u)
+    u, t = c.cmd("SEARCH ALL")
+    tap.ok(u and re.match(rb'\* ESEARCH \(TAG "t\d+"\)$', u[0]), "IMAP4rev2 SEARCH answers ESEARCH", u)
+    u, t = c.cmd('LIST "" "Deep/*"')
+    tap.ok(any(x.endswith(b'"/" Deep/Down') and b"\\NonExistent" in x for x in u),
+           "IMAP4rev2 LIST: a missing level is \\NonExistent", u)
+    c.cmd("SUBSCRIBE Deep/Down/Below")
+    u, t = c.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Deep/%"')
+    tap.eq(u, [b'* LIST (\\NonExistent \\HasChildren) "/" Deep/Down ("CHILDINFO" ("SUBSCRIBED"))'],
+           "LIST (SUBSCRIBED RECURSIVEMATCH): CHILDINFO")
+    u, t = c.cmd('LIST "" "Deep/Down/*" RETURN (SUBSCRIBED CHILDREN)')
+    tap.eq(u, [b'* LIST (\\HasNoChildren \\Subscribed) "/" Deep/Down/Below'], "LIST RETURN (SUBSCRIBED CHILDREN)")
+    u, t = c.cmd('LSUB "" "Deep/%"')
+    tap.eq(u, [b'* LSUB (\\Noselect) "/" Deep/Down'], "LSUB %: the unsubscribed level above is \\Noselect")
+
+    # --- MIME bombs: nesting and part counts are bounded ----------------------
+    depth = 300
+    nest = b"".join(b'Content-Type: multipart/mixed; boundary="n%d"\r\n\r\n--n%d\r\n' % (i, i)
+                    for i in range(depth))
+    bomb1 = b"Subject: deep\r\nMIME-Version: 1.0\r\n" + nest + b"Content-Type: text/plain\r\n\r\ncore\r\n"
+    parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(5000))
+    bomb2 = (b'Subject: wide\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n'
+             + parts + b"--p--\r\n")
+    c.cmd("SELECT INBOX")
+    for name, m in (("300 nested multiparts", bomb1), ("5000 parts", bomb2)):
+        c.cmd(b"APPEND INBOX {%d+}\r\n" % len(m) + m)
+        t0 = time.time()
+        u, t = c.cmd("FETCH * (BODYSTRUCTURE BODY.PEEK[1.1.1])")
+        dt = time.time() - t0
+        bs = u[0] if u else b""
+        tap.ok(status_of(t) == "OK" and bs.count(b"(") == bs.count(b")") and len(bs) < 1000000 and dt < 10,
+               "%s: a bounded, balanced BODYSTRUCTURE (%d octets, %.2fs)" % (name, len(bs), dt), bs[:300])
+    c.cmd("LOGOUT")
+
     # --- users are separate ---------------------------------------------------
     e = Raw(port)
     e.login("eve", "pw2")

@@ -194,4 +194,37 @@ with Kurird(config=conf) as k:
     tap.ok("too many failures" in k.read_log(), "the refusal is logged")
     t2.close()
 
+# ---------------------------------------------------------------------------
+# idle timeout (30m by default; 10s here), and a shutdown with sessions open
+conf = imap_config(plaintext=True, idle_timeout="10s")
+with Kurird(config=conf) as k:
+    k.add_user("bob@localhost", "pw")
+    port = k.port("imap")
+    c = Raw(port)
+    c.login("bob", "pw")
+    c.cmd("SELECT INBOX")
+    t0 = time.time()
+    c.sock.settimeout(30)
+    rest = b""
+    try:
+        while True:
+            d = c.sock.recv(4096)
+            if not d:
+                break
+            rest += d
+    except OSError:
+        pass
+    dt = time.time() - t0
+    tap.ok(b"* BYE" in rest and 9 <= dt <= 20, "a silent session gets BYE after idle_timeout (%.1fs)" % dt, rest)
+    a = Raw(port)
+    a.login("bob", "pw")
+    a.cmd("SELECT INBOX")
+    b = Raw(port)
+    b.login("bob", "pw")
+    b.cmd("SELECT INBOX")
+    b.send("i IDLE\r\n")
+    b.line()
+    rc = k.stop()
+    tap.eq(rc, 0, "kurird stops cleanly with sessions selected and in IDLE")
+
 tap.done()

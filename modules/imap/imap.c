@@ -60,7 +60,7 @@ ImapGlobals imap_g;
 static const KrSetting imap_settings[] = {
     KR_SETTING("store", KR_SET_STRING, ImapConf, store, "maildir", 0, 0,
                "mail store (registered by a module) holding the mailboxes"),
-    KR_SETTING("idle_timeout", KR_SET_DURATION, ImapConf, idle_timeout, "30m", 60, 86400,
+    KR_SETTING("idle_timeout", KR_SET_DURATION, ImapConf, idle_timeout, "30m", 10, 86400,
                "seconds a client may be silent, IDLE included (RFC 9051: at least 30 minutes)"),
     KR_SETTING("idle_poll", KR_SET_DURATION, ImapConf, idle_poll, "30s", 1, 3600,
                "while in IDLE, how often to look for changes made outside this process"),
