@@ -51,13 +51,20 @@ cmd_modules(void)
         printf("%-14s %-6s %s\n", m->name, m->desc->version ? m->desc->version : "",
                m->desc->summary ? m->desc->summary : "");
     }
-    static const char *const kinds[] = {"stage",   "listener", "queue policy", "auth backend",
-                                        "address verifier", "resolver", "store", "command",
-                                        NULL};
-    for (const char *const *k = kinds; *k; k++) {
-        g_auto(GStrv) names = kr_registry_names(*k);
+    static const struct {
+        const char *kind, *label;
+    } kinds[] = {{"stage", "stage types"},
+                 {"listener", "listener types"},
+                 {"queue policy", "queue policies"},
+                 {"auth backend", "auth backends"},
+                 {"address verifier", "address verifiers"},
+                 {"resolver", "resolvers"},
+                 {"store", "stores"},
+                 {"command", "commands"}};
+    for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++) {
+        g_auto(GStrv) names = kr_registry_names(kinds[k].kind);
         g_autofree char *list = g_strjoinv(", ", names);
-        printf("%ss: %s\n", *k, list);
+        printf("%s: %s\n", kinds[k].label, list);
     }
     return 0;
 }
