@@ -3,7 +3,8 @@
  * test-smtp-client.c - unit tests for the SMTP client's pure parts:
  * modules/smtp/smtp-client-proto.c (reply parsing, EHLO capabilities,
  * MAIL/RCPT formatting with DSN parameters, dot-stuffing, AUTH PLAIN) and
- * modules/smtp/smtp-client-hop.c (next-hop syntax, resolver_override).
+ * modules/smtp/smtp-client-hop.c (next-hop syntax, resolver_override, the
+ * order of MX hosts, null MX, our own host among the MX hosts).
  *
  * Paths: /smtp-client/<area>/<case>. The reply reader and the dot-stuffer
  * are checked fed whole and one byte at a time.
@@ -11,6 +12,7 @@
 #include "testlib.h"
 #include <kurir/kurir.h>
 #include "smtp/smtp-client.h"
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- replies ---- */
@@ -354,6 +356,71 @@ test_override(void)
     g_hash_table_destroy(t);
 }
 
+static GArray *
+mxs_of(const char *spec)
+{
+    /* "10 a, 5 b" */
+    GArray *a = smtpc_mx_array();
+    g_auto(GStrv) items = g_strsplit(spec, ",", -1);
+    for (guint i = 0; items[i]; i++) {
+        g_auto(GStrv) f = g_strsplit(g_strstrip(items[i]), " ", 2);
+        SmtpcMx m = {.pref = (guint)atoi(f[0]), .name = g_strdup(f[1] ? f[1] : "")};
+        g_array_append_val(a, m);
+    }
+    return a;
+}
+
+static char *
+names_of(GArray *a)
+{
+    GString *s = g_string_new(NULL);
+    for (guint i = 0; i < a->len; i++)
+        g_string_append_printf(s, "%s%s", i ? " " : "", g_array_index(a, SmtpcMx, i).name);
+    return g_string_free(s, FALSE);
+}
+
+static void
+test_mx(void)
+{
+    /* by preference */
+    g_autoptr(GArray) a = mxs_of("20 c.example, 10 a.example, 30 d.example");
+    g_assert_cmpint(smtpc_mx_plan(a, "me.example"), ==, SMTPC_MX_OK);
+    g_autofree char *n = names_of(a);
+    g_assert_cmpstr(n, ==, "a.example c.example d.example");
+    /* equal preferences: both orders happen */
+    gboolean seen_ab = FALSE, seen_ba = FALSE;
+    for (int i = 0; i < 200 && !(seen_ab && seen_ba); i++) {
+        g_autoptr(GArray) b = mxs_of("10 b.example, 10 a.example, 5 first.example");
+        g_assert_cmpint(smtpc_mx_plan(b, NULL), ==, SMTPC_MX_OK);
+        g_autofree char *nb = names_of(b);
+        if (!strcmp(nb, "first.example a.example b.example"))
+            seen_ab = TRUE;
+        else if (!strcmp(nb, "first.example b.example a.example"))
+            seen_ba = TRUE;
+        else
+            g_assert_not_reached();
+    }
+    g_assert_true(seen_ab && seen_ba);
+    /* we are an MX: only better ones */
+    g_autoptr(GArray) c = mxs_of("10 a.example, 20 ME.example, 20 b.example, 30 c.example");
+    g_assert_cmpint(smtpc_mx_plan(c, "me.example"), ==, SMTPC_MX_OK);
+    g_autofree char *nc = names_of(c);
+    g_assert_cmpstr(nc, ==, "a.example");
+    /* we are the best MX: a loop */
+    g_autoptr(GArray) d = mxs_of("10 me.example, 20 b.example");
+    g_assert_cmpint(smtpc_mx_plan(d, "me.example"), ==, SMTPC_MX_LOOP);
+    /* null MX (RFC 7505) */
+    g_autoptr(GArray) e = mxs_of("0 .");
+    g_assert_cmpint(smtpc_mx_plan(e, "me.example"), ==, SMTPC_MX_NULL);
+    g_autoptr(GArray) f = mxs_of("0");
+    g_assert_cmpint(smtpc_mx_plan(f, "me.example"), ==, SMTPC_MX_NULL);
+    /* a "." among real ones is skipped */
+    g_autoptr(GArray) g = mxs_of("0 ., 10 a.example");
+    g_assert_cmpint(smtpc_mx_plan(g, "me.example"), ==, SMTPC_MX_OK);
+    g_autofree char *ng = names_of(g);
+    g_assert_cmpstr(ng, ==, "a.example");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -369,5 +436,6 @@ main(int argc, char **argv)
     g_test_add_func("/smtp-client/auth/plain", test_auth_plain);
     g_test_add_func("/smtp-client/hop/target", test_target);
     g_test_add_func("/smtp-client/hop/override", test_override);
+    g_test_add_func("/smtp-client/hop/mx", test_mx);
     return g_test_run();
 }

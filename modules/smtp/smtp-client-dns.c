@@ -129,27 +129,6 @@ lookup_host(const SmtpcResolveReq *req, const char *name, guint16 port, GPtrArra
     return LOOKUP_OK;
 }
 
-typedef struct {
-    guint pref;
-    guint32 rnd;
-    char *name;
-} Mx;
-
-static gint
-mx_cmp(gconstpointer a, gconstpointer b)
-{
-    const Mx *x = a, *y = b;
-    if (x->pref != y->pref)
-        return x->pref < y->pref ? -1 : 1;
-    return x->rnd < y->rnd ? -1 : x->rnd > y->rnd;
-}
-
-static void
-mx_clear(gpointer p)
-{
-    g_free(((Mx *)p)->name);
-}
-
 typedef enum { MX_FOUND, MX_NODATA, MX_NXDOMAIN, MX_TEMP } MxResult;
 
 /* MX records of domain (sorted) into mxs. */
@@ -196,13 +175,10 @@ lookup_mx(const char *domain, GArray *mxs, char **why_r)
         char name[NS_MAXDNAME];
         if (dn_expand(ns_msg_base(msg), ns_msg_end(msg), rd + 2, name, sizeof name) < 0)
             continue;
-        Mx mx = {.pref = ns_get16(rd), .rnd = g_random_int(), .name = g_ascii_strdown(name, -1)};
+        SmtpcMx mx = {.pref = ns_get16(rd), .name = g_ascii_strdown(name, -1)};
         g_array_append_val(mxs, mx);
     }
-    if (mxs->len == 0)
-        return MX_NODATA;
-    g_array_sort(mxs, mx_cmp);
-    return MX_FOUND;
+    return mxs->len ? MX_FOUND : MX_NODATA;
 }
 
 static gboolean
@@ -245,8 +221,7 @@ smtpc_resolve(const SmtpcResolveReq *req, SmtpcResolved *out)
             set_fail(out, 451, "4.4.3", "Host or domain name lookup failed: %s", why);
         return;
     }
-    g_autoptr(GArray) mxs = g_array_new(FALSE, FALSE, sizeof(Mx));
-    g_array_set_clear_func(mxs, mx_clear);
+    g_autoptr(GArray) mxs = smtpc_mx_array();
     switch (lookup_mx(host, mxs, &why)) {
     case MX_NXDOMAIN:
         set_fail(out, 550, "5.4.4", "Host or domain name not found: %s", why);
@@ -265,31 +240,19 @@ smtpc_resolve(const SmtpcResolveReq *req, SmtpcResolved *out)
     case MX_FOUND:
         break;
     }
-    Mx *first = &g_array_index(mxs, Mx, 0);
-    if (mxs->len == 1 && first->pref == 0 && (!*first->name || !strcmp(first->name, "."))) {
+    switch (smtpc_mx_plan(mxs, req->myhostname)) {
+    case SMTPC_MX_NULL:
         set_fail(out, 556, "5.1.10", "domain %s does not accept mail (null MX)", host);
         return;
-    }
-    /* If we are an MX of the domain, only better ones may be used. */
-    guint limit = mxs->len;
-    for (guint i = 0; i < mxs->len; i++) {
-        Mx *m = &g_array_index(mxs, Mx, i);
-        if (req->myhostname && !g_ascii_strcasecmp(m->name, req->myhostname)) {
-            for (limit = 0; limit < mxs->len && g_array_index(mxs, Mx, limit).pref < m->pref;
-                 limit++)
-                ;
-            break;
-        }
-    }
-    if (limit == 0) {
+    case SMTPC_MX_LOOP:
         set_fail(out, 554, "5.4.6", "mail for %s loops back to myself", host);
         return;
+    case SMTPC_MX_OK:
+        break;
     }
-    for (guint i = 0; i < limit && out->addrs->len < req->max_addrs; i++) {
-        Mx *m = &g_array_index(mxs, Mx, i);
+    for (guint i = 0; i < mxs->len && out->addrs->len < req->max_addrs; i++) {
+        SmtpcMx *m = &g_array_index(mxs, SmtpcMx, i);
         g_autofree char *w = NULL;
-        if (!*m->name || !strcmp(m->name, "."))
-            continue;
         lookup_host(req, m->name, port, out->addrs, &w);
         if (w) {
             g_free(why);

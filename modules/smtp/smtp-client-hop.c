@@ -11,6 +11,8 @@
  *                                  name -> GPtrArray of SmtpcAddr
  *   smtpc_numeric_addr(host, ip, port)        one numeric address, or NULL
  *   smtpc_addr_free(a)
+ *   smtpc_mx_array()                           an empty GArray of SmtpcMx
+ *   smtpc_mx_plan(mxs, myhostname)             MX records -> the hosts to try
  */
 #include "smtp-client.h"
 #include <arpa/inet.h>
@@ -159,4 +161,75 @@ smtpc_override_parse(char **entries, guint16 default_port, GError **error)
 fail:
     g_hash_table_destroy(t);
     return NULL;
+}
+
+/* ---- MX records ---- */
+
+static void
+mx_clear(gpointer p)
+{
+    g_free(((SmtpcMx *)p)->name);
+}
+
+GArray *
+smtpc_mx_array(void)
+{
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(SmtpcMx));
+    g_array_set_clear_func(a, mx_clear);
+    return a;
+}
+
+typedef struct {
+    SmtpcMx mx;
+    guint32 rnd;
+} Shuffled;
+
+static gint
+shuffled_cmp(gconstpointer a, gconstpointer b)
+{
+    const Shuffled *x = a, *y = b;
+    if (x->mx.pref != y->mx.pref)
+        return x->mx.pref < y->mx.pref ? -1 : 1;
+    return x->rnd < y->rnd ? -1 : x->rnd > y->rnd;
+}
+
+SmtpcMxPlan
+smtpc_mx_plan(GArray *mxs, const char *myhostname)
+{
+    if (mxs->len == 1) {
+        SmtpcMx *m = &g_array_index(mxs, SmtpcMx, 0);
+        if (m->pref == 0 && (!m->name[0] || !strcmp(m->name, ".")))
+            return SMTPC_MX_NULL;
+    }
+    /* Sort by preference, equal ones in random order (RFC 5321 5.1). */
+    g_autoptr(GArray) tmp = g_array_sized_new(FALSE, FALSE, sizeof(Shuffled), mxs->len);
+    for (guint i = 0; i < mxs->len; i++) {
+        Shuffled sh = {.mx = g_array_index(mxs, SmtpcMx, i), .rnd = g_random_int()};
+        g_array_append_val(tmp, sh);
+    }
+    g_array_sort(tmp, shuffled_cmp);
+    for (guint i = 0; i < tmp->len; i++)
+        g_array_index(mxs, SmtpcMx, i) = g_array_index(tmp, Shuffled, i).mx;
+    /* If we are an MX of the domain, only better ones may be used. */
+    guint limit = mxs->len;
+    for (guint i = 0; myhostname && i < mxs->len; i++) {
+        SmtpcMx *m = &g_array_index(mxs, SmtpcMx, i);
+        if (!g_ascii_strcasecmp(m->name, myhostname)) {
+            guint pref = m->pref;
+            for (limit = 0; limit < mxs->len && g_array_index(mxs, SmtpcMx, limit).pref < pref;
+                 limit++)
+                ;
+            break;
+        }
+    }
+    if (limit == 0)
+        return SMTPC_MX_LOOP;
+    g_array_set_size(mxs, limit);
+    /* Names that are no host ("." among others) are skipped. */
+    for (guint i = mxs->len; i-- > 0;) {
+        SmtpcMx *m = &g_array_index(mxs, SmtpcMx, i);
+        if (!m->name[0] || !strcmp(m->name, "."))
+            g_array_remove_index(mxs, i);
+    }
+    return mxs->len ? SMTPC_MX_OK : SMTPC_MX_NULL;
 }

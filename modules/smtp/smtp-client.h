@@ -88,6 +88,25 @@ SmtpcAddr *smtpc_numeric_addr(const char *host, const char *ip, guint16 port);
  * lowercased name -> GPtrArray of SmtpcAddr (host = name). */
 GHashTable *smtpc_override_parse(char **entries, guint16 default_port, GError **error);
 
+/* MX records (smtp-client-hop.c, pure). */
+typedef struct {
+    guint pref;
+    char *name; /* lowercased, no trailing dot; "" or "." for a null MX */
+} SmtpcMx;
+
+typedef enum {
+    SMTPC_MX_OK,   /* mxs now holds the hosts to try, in order */
+    SMTPC_MX_NULL, /* a null MX (RFC 7505), or no host at all: no mail */
+    SMTPC_MX_LOOP, /* this host (myhostname) is the best MX: mail loops */
+} SmtpcMxPlan;
+
+/* An empty GArray of SmtpcMx that frees the names. */
+GArray *smtpc_mx_array(void);
+/* Order mxs by preference (equal preferences shuffled), keep only MX
+ * hosts better than myhostname if it is one of them, drop names that
+ * are no host. */
+SmtpcMxPlan smtpc_mx_plan(GArray *mxs, const char *myhostname);
+
 /* The outcome of a resolution: addresses in the order to try, or a
  * failure (code 4xx: try later; 5xx: permanent). */
 typedef struct {
