@@ -19,7 +19,8 @@
 #     without STARTTLS gets no AUTH: deferred);
 #   - bad remotes: no greeting, garbage greeting, garbage reply to MAIL,
 #     connection closed in the middle of the content, no reply after the
-#     content, an over-long reply line: each is deferred with a clear
+#     content, an over-long reply line, a remote that stops reading in
+#     the middle of a big message: each is deferred with a clear
 #     reason in the log, kurird stays responsive, and once the remote
 #     behaves the mail is delivered (nothing lost).
 import email
@@ -71,6 +72,8 @@ bad = {
     "nodot.test": Sink(name="nodot.test", mode="hang_after", hang_at="DOT"),
     "longline.test": Sink(name="longline.test",
                           rcpt={".": "250 2.1.5 " + "x" * 5000}),
+    "stall.test": Sink(name="stall.test", mode="stall_after", hang_at="CONTENT",
+                       extensions=["PIPELINING", "8BITMIME"]),
 }
 sinks = [ok, home, slow, tlss, small, nopipe] + list(bad.values())
 for s in sinks:
@@ -214,9 +217,13 @@ with Kurird(config=conf, data_dir=datadir()) as k:
                     r"message content",
         "nodot.test": r"timed out while waiting for the reply to the end of the content",
         "longline.test": r"sent a malformed reply \(reply line longer than 4096 octets\)",
+        "stall.test": r"timed out while sending the message content",
     }
+    big = "".join("line %07d of a big message that the remote stops reading\n" % i
+                  for i in range(300000))  # about 17 MB
     for name in bad:
-        inject(k, "alice@sender.test", ["u@" + name], msg("to " + name))
+        inject(k, "alice@sender.test", ["u@" + name],
+               msg("to " + name, big if name == "stall.test" else "hello\n"))
     t0 = time.time()
     inject(k, "alice@sender.test", ["during@ok.test"], msg("during the trouble"))
     tap.ok(ok.wait(lambda: ok.received_for("during@ok.test"), timeout=10),

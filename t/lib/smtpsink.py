@@ -26,7 +26,8 @@ Behaviour (all attributes may be changed while it runs):
                 (hang once the command named in hang_at arrives),
                 "garbage" (greet with garbage), "garbage_after" (answer
                 the command in hang_at with garbage), "close_after" (close
-                the connection when the command in hang_at arrives)
+                the connection when the command in hang_at arrives),
+                "stall_after" (stop reading, keep the connection open)
   hang_at       "EHLO", "MAIL", "RCPT", "DATA" (the command), "CONTENT"
                 (after the 354, while the content arrives), "DOT" (after
                 the content, instead of the final reply)
@@ -274,6 +275,11 @@ class Sink:
                 self._hang(st["conn"])
                 raise _Closed()
             if self.mode == "close_after":
+                raise _Closed()
+            if self.mode == "stall_after":
+                # Stop reading: the client's writes back up.
+                while not self._stop.is_set():
+                    time.sleep(0.2)
                 raise _Closed()
 
     def _session(self, st):
