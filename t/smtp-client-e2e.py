@@ -268,7 +268,8 @@ d = datadir()
 with open(os.path.join(d, "relay-password"), "w") as f:
     f.write("s3cret pw\n")
 conf = client_config({"relay.test": relay.port, "broken.test": broken.port},
-                     node={"relayhost": "[relay.test]", "relay_user": "kurir"})
+                     node={"relayhost": "[relay.test]", "relay_user": "kurir",
+                           "cache_time": "1s"})
 with Kurird(config=conf, data_dir=d) as k:
     inject(k, "alice@sender.test", ["x@anywhere.test", "y@elsewhere.test"], msg("via relay"))
     got = relay.wait(lambda: len(relay.messages) >= 2, timeout=15)
@@ -280,6 +281,14 @@ with Kurird(config=conf, data_dir=d) as k:
            "STARTTLS before AUTH", relay.commands)
     tap.ok("s3cret" not in k.read_log() and "czNjcmV0" not in k.read_log(),
            "the password is never logged")
+    # AUTH LOGIN when PLAIN is not offered (a new session: the cached one
+    # is closed after cache_time)
+    relay.auth_mechs = "LOGIN"
+    time.sleep(2.5)
+    n = len(relay.messages)
+    inject(k, "alice@sender.test", ["w@anywhere.test"], msg("login"))
+    got = relay.wait(lambda: len(relay.messages) > n, timeout=15)
+    tap.ok(got and relay.messages[-1].auth_user == "kurir", "AUTH LOGIN works too")
 
 d2 = datadir()
 with open(os.path.join(d2, "relay-password"), "w") as f:

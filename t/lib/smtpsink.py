@@ -35,8 +35,9 @@ Behaviour (all attributes may be changed while it runs):
   tls           (certfile, keyfile): offer STARTTLS
   tls_broken    True: answer STARTTLS with 220, then garbage (the client's
                 handshake fails)
-  auth          (user, password): offer AUTH PLAIN LOGIN (after TLS if
-                tls is set) and require it for MAIL
+  auth          (user, password): offer AUTH (after TLS if tls is set) and
+                require it for MAIL; auth_mechs: what EHLO offers ("PLAIN
+                LOGIN")
 
 Recorded: messages (Message: sender, mail_params, rcpts [(addr, params)],
 data (bytes, unstuffed), tls, auth_user, conn), connections (count),
@@ -103,6 +104,7 @@ class Sink:
         self.tls = tls
         self.tls_broken = False
         self.auth = auth
+        self.auth_mechs = "PLAIN LOGIN"
         self.messages = []
         self.commands = []
         self.reads = []
@@ -294,7 +296,7 @@ class Sink:
                 if self.tls and not st["tls"]:
                     exts.append("STARTTLS")
                 if self.auth and (st["tls"] or not self.tls):
-                    exts.append("AUTH PLAIN LOGIN")
+                    exts.append("AUTH " + self.auth_mechs)
                 if verb == "HELO":
                     exts = []
                 lines = [self.name] + exts
@@ -313,6 +315,9 @@ class Sink:
             elif verb == "AUTH" and self.auth:
                 parts = line.split(" ")
                 mech = parts[1].upper() if len(parts) > 1 else ""
+                if mech not in self.auth_mechs.split():
+                    self._reply(st, "504 5.5.4 mechanism not offered")
+                    continue
                 if mech == "PLAIN":
                     resp = parts[2] if len(parts) > 2 else None
                     if resp is None:
