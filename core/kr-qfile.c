@@ -284,15 +284,20 @@ kr_msg_queue_dir(const KrMsg *msg)
  * Creating an inode is the dearest thing a queue file costs on some file
  * systems (ext4 without a journal scans past every inode freed in the
  * last hours), so a finished queue file is not unlinked but kept as a
- * spare for the next spool: kr_msg_remove_lazy empties it (ftruncate 0)
- * and renames DIR/ID to DIR/.spare-ID, fsyncs DIR (group commit, so the
- * old name is durably gone before the inode holds another message), and
- * when the message's last reference goes its descriptor joins the pool.
- * kr_msg_new_spool renames a spare to DIR/.tmp-NEWID and writes into it.
- * The pool is per process and bounded; a spare left by a crash is removed
- * by the recovery scan. */
+ * spare for the next spool: kr_msg_remove_lazy renames DIR/ID to
+ * DIR/.spare-ID, empties it if it is bigger than SPARE_KEEP (a smaller
+ * one keeps its blocks, which the next message overwrites in place),
+ * fsyncs DIR (group commit, so the old name is durably gone before the
+ * inode holds another message), and when the message's last reference
+ * goes its descriptor joins the pool. kr_msg_new_spool renames a spare
+ * to DIR/.tmp-NEWID and writes into it; the commit truncates the file to
+ * its exact size as always. The pool is per process and bounded
+ * (SPARE_MAX files of at most SPARE_KEEP bytes); a write that finds the
+ * file system full empties every spare. A spare left by a crash is
+ * removed by the recovery scan. */
 
-#define SPARE_MAX 256
+#define SPARE_MAX  256
+#define SPARE_KEEP (64 * 1024) /* a spare up to this size keeps its blocks */
 
 typedef struct {
     int fd;
@@ -365,6 +370,25 @@ spool_from_spare(KrMsg *msg)
     return FALSE;
 }
 
+/* Give the disk space spares hold back (the file system is full). */
+static void
+spare_drain(void)
+{
+    g_mutex_lock(&spare_lock);
+    for (guint i = 0; spares && i < spares->len; i++)
+        if (ftruncate(g_array_index(spares, Spare, i).fd, 0) != 0)
+            g_debug("spare %s: ftruncate: %s", g_array_index(spares, Spare, i).path,
+                    g_strerror(errno));
+    g_mutex_unlock(&spare_lock);
+}
+
+static void
+check_full(const GError *err)
+{
+    if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
+        spare_drain();
+}
+
 guint
 kr_qfile_spares(void)
 {
@@ -414,6 +438,7 @@ kr_msg_append(KrMsg *msg, const void *data, gsize len, GError **error)
         return TRUE;
     GError *err = NULL;
     if (!pwrite_all(msg->fd, data, len, msg->content_off + msg->raw_size, &err)) {
+        check_full(err);
         msg->write_error = g_error_copy(err);
         g_propagate_error(error, err);
         return FALSE;
@@ -619,11 +644,19 @@ kr_msg_commit(KrMsg *msg, KrQueueDir dir, GError **error)
     guint8 hdr[QF_CONTENT_OFF];
     encode_header(hdr, msg, 1, env_off, env->len, crc);
     memcpy(hdr + QF_HDR_SIZE, hdr, QF_HDR_SIZE);
-    if (!pwrite_all(msg->fd, env->data, env->len, env_off, error) ||
-        !pwrite_all(msg->fd, hdr, sizeof hdr, 0, error))
+    GError *werr = NULL;
+    if (!pwrite_all(msg->fd, env->data, env->len, env_off, &werr) ||
+        !pwrite_all(msg->fd, hdr, sizeof hdr, 0, &werr)) {
+        check_full(werr);
+        g_propagate_error(error, werr);
         return FALSE;
-    if (ftruncate(msg->fd, env_off + env->len) != 0 || fsync(msg->fd) != 0)
-        return set_errno_error(error, errno, "sync", msg->id);
+    }
+    if (ftruncate(msg->fd, env_off + env->len) != 0 || fsync(msg->fd) != 0) {
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT)
+            spare_drain();
+        return set_errno_error(error, e, "sync", msg->id);
+    }
 
     g_autofree char *from = tmp_path(msg);
     g_autofree char *to = file_path(dir, msg->id);
@@ -1163,9 +1196,12 @@ keep_as_spare(KrMsg *msg, const char *path, gboolean *gone_r)
         return FALSE;
     }
     *gone_r = TRUE;
-    /* Emptied only under its new name: a queue file is never seen short. */
-    if (ftruncate(msg->fd, 0) != 0) {
-        g_debug("%s: no spare: ftruncate: %s", msg->id, g_strerror(errno));
+    /* A small file keeps its blocks: the next message overwrites them in
+     * place, with no block to allocate or free. A big one is emptied (only
+     * under its new name: a queue file is never seen short). */
+    struct stat st;
+    if (fstat(msg->fd, &st) != 0 || (st.st_size > SPARE_KEEP && ftruncate(msg->fd, 0) != 0)) {
+        g_debug("%s: no spare: %s", msg->id, g_strerror(errno));
         unlink(spare);
         spare_put(-1, NULL);
         return FALSE;
