@@ -8,7 +8,8 @@
  *   smtp-client.c          stage type, node settings, destinations, jobs,
  *                          connection cache, the shutdown service
  *   smtp-client-session.c  one connection: connect, greeting, EHLO,
- *                          STARTTLS, AUTH, transactions, QUIT
+ *                          STARTTLS, AUTH, idle, QUIT (smtp-client-session.h)
+ *   smtp-client-tx.c       one transaction on a session, the content pump
  *   smtp-client-dns.c      next hops: resolver_override, MX, A/AAAA
  *                          (blocking: worker threads only)
  *   smtp-client-hop.c      next-hop syntax, the resolver_override table
