@@ -361,6 +361,34 @@ with Kurird(config=conf) as k:
     c.cmd("LOGOUT")
     c.close()
 
+    # --- a big attachment: its section is streamed, BINARY decodes it -------------
+    import base64
+    blob = bytes((i * 7 + i // 251) % 256 for i in range(300000))
+    b64 = base64.encodebytes(blob).replace(b"\n", b"\r\n")
+    att = (b'Subject: attachment\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="z"\r\n\r\n'
+           b"--z\r\nContent-Type: text/plain\r\n\r\nsee the file\r\n--z\r\n"
+           b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + b64 + b"--z--\r\n")
+    c = Raw(port)
+    c.login("bob", "pw")
+    c.cmd("CREATE Big")
+    u, t = c.cmd(b"APPEND Big {%d+}\r\n" % len(att) + att)
+    c.cmd("SELECT Big")
+    u, t = c.cmd("FETCH 1 (BODY.PEEK[2] UID BODY.PEEK[1] BINARY.SIZE[2])")
+    got = items(u[0]) if u else {}
+    tap.ok(got.get(b"BODY[2]") == b64[:-2], "a 400 KB attachment: BODY[2] (streamed last) byte-exact")
+    tap.ok(got.get(b"BODY[1]") == b"see the file" and b"UID 1" in u[0] and
+           b"BINARY.SIZE[2] %d" % len(blob) in u[0], "... with the other items of the message", u[0][:200])
+    u, t = c.cmd("FETCH 1 (BINARY.PEEK[2])")
+    got = items(u[0]) if u else {}
+    tap.ok(got.get(b"BINARY[2]") == blob, "BINARY[2]: the %d decoded octets, exact" % len(blob))
+    u, t = c.cmd("FETCH 1 (BINARY.PEEK[2]<1000.2000> BODY.PEEK[2]<100000.300000>)")
+    got = items(u[0]) if u else {}
+    tap.ok(got.get(b"BINARY[2]<1000>") == blob[1000:3000] and
+           got.get(b"BODY[2]<100000>") == b64[100000:400000 - 2 if len(b64) - 2 < 400000 else 400000],
+           "partials of both, exact")
+    c.cmd("LOGOUT")
+
     # --- RENAME INBOX, DELETE of the selected mailbox --------------------------
     c = Raw(port)
     c.login("bob", "pw")

@@ -11,9 +11,10 @@
  *   imap_msginfo_free(mi)
  *   imap_msginfo_envelope(mi)                "(date subject ...)"
  *   imap_msginfo_body(mi, extended)          BODY / BODYSTRUCTURE text
- *   imap_msginfo_section(s, &mi, uid, fd, sec, &bytes, error)
- *   imap_msginfo_section_size(s, &mi, uid, fd, sec, &size, error)
- *   imap_msginfo_binary()                    BINARY available?
+ *   imap_msginfo_stream(s, mi, uid, fd, sec, &size, error)
+ *                                            a section's octets, in chunks
+ *   imap_secstream_read(st, buf, len, error), imap_secstream_free(st)
+ *   imap_msginfo_section_size(s, mi, uid, fd, sec, &size, error)
  *
  * DESCRIPTION
  *   The store keeps one opaque blob per message (kr-store.h cache_get /
@@ -23,11 +24,9 @@
  *   section needs only the file's bytes at known offsets. A blob that does
  *   not load, or a file that changed size since, is parsed again and the
  *   blob replaced. The content fd is opened lazily (*fd < 0: not yet),
- *   and the caller closes it.
- *
- *   Without the MIME layer in the build (IMAP_HAVE_MIME unset, while it
- *   is being written), a fallback describes every message as one
- *   text/plain part and serves [], HEADER and TEXT of the whole message.
+ *   and the caller closes it; a section stream keeps its own copy of the
+ *   fd, so it may outlive the call (a big section is sent over several
+ *   rounds of a FETCH job).
  */
 #include "imap-session.h"
 
@@ -35,9 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef IMAP_HAVE_MIME
 #include "imap-mime.h"
-#endif
 
 /* Open the content fd if not yet. */
 static gboolean
@@ -49,17 +46,9 @@ need_fd(ImapSession *s, guint32 uid, int *fd, GError **error)
     return *fd >= 0;
 }
 
-#ifdef IMAP_HAVE_MIME
-
 struct ImapMsgInfo {
     ImapMimeMessage *mime;
 };
-
-gboolean
-imap_msginfo_binary(void)
-{
-    return TRUE;
-}
 
 static ImapMimeMessage *
 parse_and_cache(ImapSession *s, guint32 uid, int fd, GError **error)
@@ -130,22 +119,54 @@ reparse(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int fd, GError **error)
     return TRUE;
 }
 
-gboolean
-imap_msginfo_section(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
-                     const ImapFetchSection *sec, GBytes **out_r, GError **error)
+struct ImapSecStream {
+    ImapMimeStream *st;
+    ImapMimeInput in;
+};
+
+ImapSecStream *
+imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
+                    const ImapFetchSection *sec, guint64 *size_r, GError **error)
 {
     if (!need_fd(s, uid, fd, error))
-        return FALSE;
-    ImapMimeInput in = IMAP_MIME_INPUT_FD(*fd);
-    GError *e = NULL;
-    if (imap_mime_section(mi->mime, &in, sec, out_r, &e))
-        return TRUE;
-    if (!g_error_matches(e, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CHANGED)) {
-        g_propagate_error(error, e);
-        return FALSE;
+        return NULL;
+    ImapSecStream *ss = g_new0(ImapSecStream, 1);
+    ss->in = IMAP_MIME_INPUT_FD(dup(*fd));
+    if (ss->in.fd < 0) {
+        g_set_error(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "dup: %s", g_strerror(errno));
+        g_free(ss);
+        return NULL;
     }
-    g_error_free(e);
-    return reparse(s, mi, uid, *fd, error) && imap_mime_section(mi->mime, &in, sec, out_r, error);
+    GError *e = NULL;
+    ss->st = imap_mime_stream_open(mi->mime, &ss->in, sec, size_r, &e);
+    if (!ss->st && g_error_matches(e, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CHANGED)) {
+        g_clear_error(&e);
+        if (reparse(s, mi, uid, *fd, &e))
+            ss->st = imap_mime_stream_open(mi->mime, &ss->in, sec, size_r, &e);
+    }
+    if (!ss->st) {
+        g_propagate_error(error, e);
+        close(ss->in.fd);
+        g_free(ss);
+        return NULL;
+    }
+    return ss;
+}
+
+gssize
+imap_secstream_read(ImapSecStream *ss, void *buf, gsize len, GError **error)
+{
+    return imap_mime_stream_read(ss->st, buf, len, error);
+}
+
+void
+imap_secstream_free(ImapSecStream *ss)
+{
+    if (!ss)
+        return;
+    imap_mime_stream_free(ss->st);
+    close(ss->in.fd);
+    g_free(ss);
 }
 
 gboolean
@@ -178,116 +199,3 @@ imap_msginfo_unknown_cte(const GError *e)
 {
     return g_error_matches(e, IMAP_MIME_ERROR, IMAP_MIME_ERROR_UNKNOWN_CTE);
 }
-
-#else /* !IMAP_HAVE_MIME: the fallback */
-
-struct ImapMsgInfo {
-    char *body;
-    char *bodystructure;
-};
-
-gboolean
-imap_msginfo_binary(void)
-{
-    return FALSE;
-}
-
-ImapMsgInfo *
-imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, GError **error)
-{
-    guint32 seq = imap_g.ops->seq_of_uid(s->mb, uid);
-    const KrMailboxMsg *m = seq ? imap_g.ops->msg(s->mb, seq) : NULL;
-    ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
-    ImapBodyPart part = {.size = m ? (guint64)m->size : 0};
-    GString *b = g_string_new(NULL);
-    imap_fmt_bodystructure(b, &part, FALSE, 0);
-    mi->body = g_string_free(b, FALSE);
-    b = g_string_new(NULL);
-    imap_fmt_bodystructure(b, &part, TRUE, 0);
-    mi->bodystructure = g_string_free(b, FALSE);
-    return mi;
-}
-
-void
-imap_msginfo_free(ImapMsgInfo *mi)
-{
-    if (!mi)
-        return;
-    g_free(mi->body);
-    g_free(mi->bodystructure);
-    g_free(mi);
-}
-
-const char *
-imap_msginfo_envelope(const ImapMsgInfo *mi)
-{
-    return "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
-}
-
-const char *
-imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended)
-{
-    return extended ? mi->bodystructure : mi->body;
-}
-
-static GQuark
-fallback_quark(void)
-{
-    return g_quark_from_static_string("imap-fallback-mime");
-}
-
-gboolean
-imap_msginfo_section(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
-                     const ImapFetchSection *sec, GBytes **out_r, GError **error)
-{
-    if (sec->n_part > 0 || sec->kind != IMAP_SECTION_BODY ||
-        (sec->text != IMAP_SECTION_ALL && sec->text != IMAP_SECTION_HEADER &&
-         sec->text != IMAP_SECTION_TEXT)) {
-        g_set_error(error, fallback_quark(), 1, "no such part");
-        return FALSE;
-    }
-    if (!need_fd(s, uid, fd, error))
-        return FALSE;
-    GString *all = g_string_new(NULL);
-    gboolean last_cr = FALSE;
-    char buf[65536];
-    ssize_t n;
-    gint64 off = 0;
-    while ((n = pread(*fd, buf, sizeof buf, off)) > 0) {
-        kr_store_crlf(buf, (gsize)n, all, &last_cr);
-        off += n;
-    }
-    const char *end = strstr(all->str, "\r\n\r\n");
-    gsize hdr = end ? (gsize)(end - all->str) + 4 : all->len;
-    gsize from = sec->text == IMAP_SECTION_TEXT ? hdr : 0;
-    gsize to = sec->text == IMAP_SECTION_HEADER ? hdr : all->len;
-    if (sec->partial) {
-        from = MIN(to, from + (gsize)MIN(sec->offset, (guint64)G_MAXSIZE / 2));
-        to = MIN(to, from + (gsize)MIN(sec->length, (guint64)G_MAXSIZE / 2));
-    }
-    *out_r = g_bytes_new(all->str + from, to - from);
-    g_string_free(all, TRUE);
-    return TRUE;
-}
-
-gboolean
-imap_msginfo_section_size(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
-                          const ImapFetchSection *sec, guint64 *size_r, GError **error)
-{
-    g_set_error(error, fallback_quark(), 1, "no such part");
-    return FALSE;
-}
-
-gboolean
-imap_msginfo_no_part(const GError *e)
-{
-    return e && e->domain == fallback_quark();
-}
-
-gboolean
-imap_msginfo_unknown_cte(const GError *e)
-{
-    return FALSE;
-}
-
-#endif

@@ -57,7 +57,9 @@ typedef struct {
     gboolean expunged;    /* a message was gone */
     gboolean unknown_cte; /* BINARY of an unknown encoding */
     gboolean io_error;
-    Wire w; /* streaming a literal (w.fd >= 0) */
+    Wire w;            /* streaming the whole message (w.fd >= 0) */
+    ImapSecStream *ss; /* ... or a section */
+    guint64 ss_left;
     GString *tmp;
 } FetchData;
 
@@ -67,6 +69,7 @@ fetch_data_free(gpointer p)
     FetchData *d = p;
     if (d->w.fd >= 0)
         close(d->w.fd);
+    imap_secstream_free(d->ss);
     if (d->uids)
         g_array_unref(d->uids);
     if (d->seen_now)
@@ -109,6 +112,50 @@ wire_pump(Wire *w, GString *out, GString *tmp, gsize budget)
         w->left -= take;
         added += take;
     }
+}
+
+/* Append up to budget octets of the section stream; padded with spaces
+ * if it ends early (the file changed), so the literal stays whole. */
+static void
+sec_pump(FetchData *d, GString *out, gsize budget)
+{
+    char buf[65536];
+    gsize added = 0;
+    while (d->ss_left > 0 && added < budget) {
+        gsize want = (gsize)MIN((guint64)sizeof buf, d->ss_left);
+        g_autoptr(GError) e = NULL;
+        gssize n = imap_secstream_read(d->ss, buf, want, &e);
+        if (n <= 0) {
+            gsize pad = (gsize)MIN(d->ss_left, (guint64)(budget - added));
+            for (gsize i = 0; i < pad; i++)
+                g_string_append_c(out, ' ');
+            d->ss_left -= pad;
+            added += pad;
+            continue;
+        }
+        g_string_append_len(out, buf, n);
+        d->ss_left -= (guint64)n;
+        added += (gsize)n;
+    }
+}
+
+/* A small section stream read whole into memory; FALSE on error. */
+static gboolean
+sec_read_all(ImapSecStream *ss, guint64 size, GByteArray *into, GError **e)
+{
+    g_byte_array_set_size(into, (guint)size);
+    gsize got = 0;
+    while (got < size) {
+        gssize n = imap_secstream_read(ss, into->data + got, (gsize)(size - got), e);
+        if (n < 0)
+            return FALSE;
+        if (n == 0)
+            break;
+        got += (gsize)n;
+    }
+    if (got < size)
+        memset(into->data + got, ' ', (gsize)(size - got));
+    return TRUE;
 }
 
 static gboolean
@@ -254,6 +301,9 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     gboolean ok = TRUE, need_mi = (a->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY |
                                                IMAP_FETCH_BODYSTRUCTURE)) != 0;
     gint streamed = -1;
+    ImapSecStream *defer = NULL;
+    const ImapFetchSection *defer_sec = NULL;
+    guint64 defer_size = 0;
     for (guint i = 0; i < a->n_sections; i++) {
         const ImapFetchSection *sec = &a->sections[i];
         if (!whole_message(sec))
@@ -302,6 +352,7 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
         const ImapFetchSection *sec = &a->sections[i];
         if ((gint)i == streamed)
             continue;
+        gsize mark = out->len;
         item(out);
         imap_fetch_section_name(sec, out);
         g_string_append_c(out, ' ');
@@ -323,8 +374,9 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
             }
             continue;
         }
-        GBytes *b = NULL;
-        if (!imap_msginfo_section(s, mi, uid, &fd, sec, &b, &e)) {
+        guint64 size = 0;
+        ImapSecStream *st = imap_msginfo_stream(s, mi, uid, &fd, sec, &size, &e);
+        if (!st) {
             if (imap_msginfo_no_part(e)) {
                 g_clear_error(&e);
                 g_string_append(out, sec->kind == IMAP_SECTION_BINARY ? "NIL" : "\"\"");
@@ -333,14 +385,36 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
             ok = FALSE;
             continue;
         }
-        gsize len;
-        const char *data = g_bytes_get_data(b, &len);
-        gboolean nul = sec->kind == IMAP_SECTION_BINARY && len && memchr(data, '\0', len);
-        imap_fmt_literal(out, data ? data : "", len, nul);
-        g_bytes_unref(b);
+        if (!defer && streamed < 0 && size >= STREAM_MIN) {
+            /* a big section goes last, streamed */
+            defer = st;
+            defer_sec = sec;
+            defer_size = size;
+            g_string_truncate(out, mark);
+            continue;
+        }
+        g_autoptr(GByteArray) b = g_byte_array_new();
+        ok = sec_read_all(st, size, b, &e);
+        imap_secstream_free(st);
+        if (!ok)
+            continue;
+        gboolean nul = sec->kind == IMAP_SECTION_BINARY && b->len && memchr(b->data, '\0', b->len);
+        imap_fmt_literal(out, b->data, b->len, nul);
     }
     if (!ok)
         goto fail;
+    if (defer) {
+        item(out);
+        imap_fetch_section_name(defer_sec, out);
+        g_string_append_c(out, ' ');
+        imap_fmt_literal_header(out, defer_size, defer_sec->kind == IMAP_SECTION_BINARY);
+        d->ss = defer;
+        d->ss_left = defer_size;
+        if (fd >= 0)
+            close(fd);
+        imap_msginfo_free(mi);
+        return TRUE;
+    }
     if (streamed >= 0) {
         const ImapFetchSection *sec = &a->sections[streamed];
         if (!content_fd(s, uid, &fd, &e))
@@ -358,6 +432,7 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     imap_msginfo_free(mi);
     return TRUE;
 fail:
+    imap_secstream_free(defer);
     if (fd >= 0)
         close(fd);
     imap_msginfo_free(mi);
@@ -381,6 +456,14 @@ fetch_work(ImapJob *j)
         return;
     g_autoptr(GString) msg = g_string_new(NULL);
     while (j->out->len < CHUNK) {
+        if (d->ss) {
+            sec_pump(d, j->out, CHUNK - MIN(j->out->len, CHUNK) + 1);
+            if (d->ss_left == 0) {
+                g_clear_pointer(&d->ss, imap_secstream_free);
+                g_string_append(j->out, ")\r\n");
+            }
+            continue;
+        }
         if (d->w.fd >= 0) {
             if (!d->tmp)
                 d->tmp = g_string_new(NULL);
@@ -399,7 +482,7 @@ fetch_work(ImapJob *j)
         if (format_message(j, d, uid, msg))
             g_string_append_len(j->out, msg->str, (gssize)msg->len);
     }
-    j->more = d->w.fd >= 0 || d->next < d->uids->len;
+    j->more = d->w.fd >= 0 || d->ss || d->next < d->uids->len;
     if (j->more)
         return;
     if (d->expunged)
@@ -416,11 +499,6 @@ void
 imap_cmd_fetch(ImapSession *s)
 {
     ImapFetchArgs *a = &s->cmd->u.fetch;
-    for (guint i = 0; i < a->n_sections; i++)
-        if (a->sections[i].kind != IMAP_SECTION_BODY && !imap_msginfo_binary()) {
-            imap_tagged_done(s, "BAD", NULL, "BINARY is not supported.");
-            return;
-        }
     if (a->vanished && !s->qresync) {
         imap_tagged_done(s, "BAD", NULL, "VANISHED needs QRESYNC enabled.");
         return;

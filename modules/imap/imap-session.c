@@ -123,8 +123,9 @@ imap_capabilities(ImapSession *s, GString *out)
     g_string_append_printf(out,
                            " ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN"
                            " SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE QRESYNC"
-                           " STATUS=SIZE APPENDLIMIT=%" G_GINT64_FORMAT " UTF8=ACCEPT WITHIN%s",
-                           imap_g.conf->max_literal, imap_msginfo_binary() ? " BINARY" : "");
+                           " STATUS=SIZE APPENDLIMIT=%" G_GINT64_FORMAT
+                           " UTF8=ACCEPT WITHIN BINARY",
+                           imap_g.conf->max_literal);
 }
 
 /* --- reader limits --------------------------------------------------------------- */

@@ -209,14 +209,18 @@ ImapMsgInfo *imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, GError **err
 void imap_msginfo_free(ImapMsgInfo *mi);
 const char *imap_msginfo_envelope(const ImapMsgInfo *mi);
 const char *imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended);
-gboolean imap_msginfo_section(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
-                              const ImapFetchSection *sec, GBytes **out_r, GError **error);
+/* A BODY[...] / BINARY[...] section (partial applied) as a stream of
+ * *size_r octets; it keeps its own fd and may outlive mi. */
+typedef struct ImapSecStream ImapSecStream;
+ImapSecStream *imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
+                                   const ImapFetchSection *sec, guint64 *size_r, GError **error);
+/* Octets read into buf (0: the end), -1 with error. */
+gssize imap_secstream_read(ImapSecStream *st, void *buf, gsize len, GError **error);
+void imap_secstream_free(ImapSecStream *st);
 gboolean imap_msginfo_section_size(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
                                    const ImapFetchSection *sec, guint64 *size_r, GError **error);
 gboolean imap_msginfo_no_part(const GError *e);
 gboolean imap_msginfo_unknown_cte(const GError *e);
-/* BINARY (RFC 3516) available? */
-gboolean imap_msginfo_binary(void);
 
 /* imap-cmd-*.c: command handlers (the command is s->cmd) */
 void imap_cmd_capability(ImapSession *s);

@@ -14,7 +14,7 @@
  *   worker thread. Extensions: IDLE, UIDPLUS, MOVE, LITERAL+/LITERAL-,
  *   NAMESPACE, SPECIAL-USE, UNSELECT, ENABLE, CONDSTORE, QRESYNC, ID,
  *   SASL-IR, CHILDREN, ESEARCH, LIST-EXTENDED, LIST-STATUS, STATUS=SIZE,
- *   APPENDLIMIT, UTF8=ACCEPT, WITHIN.
+ *   APPENDLIMIT, UTF8=ACCEPT, WITHIN, BINARY.
  *
  *   Plaintext logins are accepted only under TLS (STARTTLS, or an
  *   "implicit" listener) or, if the listener allows it, from loopback;
