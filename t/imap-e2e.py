@@ -410,6 +410,7 @@ with Kurird(config=conf) as k:
     c.cmd("CREATE Deep/Down/Below")
     u, t = c.cmd("SELECT Sent")
     tap.ok(not find(u, "* 0 RECENT") and find(u, "* 0 EXISTS"), "IMAP4rev2 SELECT: no RECENT", u)
+    tap.ok(find(u, '* LIST (\\Sent) "/" Sent'), "IMAP4rev2 SELECT: the mailbox's LIST response", u)
     u, t = c.cmd("SEARCH ALL")
     tap.ok(u and re.match(rb'\* ESEARCH \(TAG "t\d+"\)$', u[0]), "IMAP4rev2 SEARCH answers ESEARCH", u)
     u, t = c.cmd('LIST "" "Deep/*"')

@@ -123,7 +123,13 @@ select_work(ImapJob *j)
     GString *out = j->out;
     imap_flags_lines(s, out);
     g_string_append_printf(out, "* %u EXISTS\r\n", st.messages);
-    if (!s->rev2) {
+    if (s->rev2) {
+        /* RFC 9051 6.3.2: the mailbox's LIST response */
+        const char *special = imap_special_use(d->name);
+        g_string_append_printf(out, "* LIST (%s) \"/\" ", special ? special : "");
+        imap_fmt_mailbox(out, d->name, TRUE);
+        g_string_append(out, "\r\n");
+    } else {
         g_string_append(out, "* 0 RECENT\r\n");
         for (guint32 i = 1; i <= st.messages; i++)
             if (!(ops->msg(mb, i)->flags & KR_FLAG_SEEN)) {
