@@ -3,7 +3,8 @@
 # imap-idle-rss.py - memory of idle IMAP sessions: 1,000 connections logged
 # in with INBOX (50 messages) selected grow kurird's RSS by at most 64 KiB
 # each (reported only, not judged, in sanitizer builds); all still answer
-# NOOP, and 200 of them in IDLE all get EXISTS for one delivery.
+# NOOP, and 200 of them in IDLE all get EXISTS for one delivery. The same
+# bound for 1,000 sessions over implicit TLS.
 import os
 import resource
 import signal
@@ -14,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import BUILD, Kurird, tap  # noqa: E402
-from imapkit import imap_config, send_mail, Raw  # noqa: E402
+from imapkit import imap_config, send_mail, Raw, tls_context, listener_opts  # noqa: E402
 
 N = 1000
 LIMIT = 64 * 1024
@@ -34,8 +35,10 @@ def rss(pid):
 
 
 class Conn:
-    def __init__(self, port):
+    def __init__(self, port, tls=False):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=300)
+        if tls:
+            self.s = tls_context().wrap_socket(self.s)
         self.buf = b""
 
     def until(self, tag):
@@ -66,8 +69,8 @@ class Conn:
             self.s.settimeout(300)
 
 
-def open_selected(port, n):
-    conns = [Conn(port) for _ in range(n)]
+def open_selected(port, n, tls=False):
+    conns = [Conn(port, tls) for _ in range(n)]
     for c in conns:
         c.until(b"*")  # greeting: "* OK ..."
         c.s.sendall(b"a LOGIN bob pw\r\n")
@@ -80,6 +83,7 @@ def open_selected(port, n):
 
 
 conf = imap_config(plaintext=True, listener_extra="max_connections = 5000; max_per_ip = 5000;")
+conf = listener_opts(conf, "imaps", "max_connections = 5000; max_per_ip = 5000;")
 with Kurird(config=conf) as k:
     # a cheap hash (sha512-crypt) so 1,000 logins do not take minutes of
     # yescrypt on a small machine; the sessions are what is measured
@@ -138,6 +142,28 @@ with Kurird(config=conf) as k:
         c.s.sendall(b"DONE\r\n")
     done = sum(1 for c in idlers if c.until(b"e").startswith(b"e OK"))
     tap.eq(done, len(idlers), "and DONE ends each IDLE")
+    for c in conns:
+        c.s.close()
+    time.sleep(1)
+
+    # the same over implicit TLS (imaps), reported: OpenSSL's per-session state
+    w = open_selected(k.port("imaps"), 20, tls=True)
+    for c in w:
+        c.s.close()
+    time.sleep(0.5)
+    base = rss(pid)
+    conns = open_selected(k.port("imaps"), N, tls=True)
+    time.sleep(0.5)
+    grown = rss(pid) - base
+    per = grown / N
+    tap.diag("TLS: RSS %d KiB -> %d KiB: %.1f KiB per idle IMAPS session after SELECT"
+             % (base // 1024, (base + grown) // 1024, per / 1024))
+    tap.ok(per <= LIMIT or SANITIZED, "%d idle IMAPS sessions after SELECT: %.1f KiB RSS each (limit 64 KiB)%s"
+           % (N, per / 1024, " # SKIP sanitizer build" if SANITIZED else ""))
+    for c in conns:
+        c.s.sendall(b"z LOGOUT\r\n")
+    byes = sum(1 for c in conns if c.until(b"z").startswith(b"z OK"))
+    tap.eq(byes, N, "all %d TLS sessions answer LOGOUT" % N)
     for c in conns:
         c.s.close()
 
