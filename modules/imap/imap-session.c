@@ -478,6 +478,8 @@ static void
 dispatch(ImapSession *s, ImapCommand *cmd)
 {
     s->cmd = cmd;
+    g_debug("%s: %s (%s): %s %s%s", s->srv->name, s->user ? s->user : "-", kr_conn_peer_ip(s->conn),
+            cmd->tag, cmd->uid ? "UID " : "", imap_command_name(cmd->name));
     guint ok = imap_command_states(cmd->name) & state_bit(s);
     Handler h = handlers_by_name[cmd->name];
     if (!ok || !h) {
