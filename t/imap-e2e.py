@@ -331,6 +331,18 @@ with Kurird(config=conf) as k:
     u, t = c.cmd("EXPUNGE")
     tap.eq(u, [b"* 1 EXPUNGE"], "EXPUNGE removes the other \\Deleted one")
     tap.eq(search("ALL"), [1, 2, 3], "three messages left")
+    u, t = c.cmd("UID COPY 4 Junk")
+    tap.ok(re.search(rb"OK \[COPYUID \d+ 4 1\]", t), "UID COPY: COPYUID", t)
+    u, t = c.cmd("MOVE 3 Junk")
+    tap.ok(find(u, "* OK [COPYUID") and u[-1] == b"* 3 EXPUNGE", "MOVE (sequence number): COPYUID, * 3 EXPUNGE", u)
+    u, t = c.cmd("STATUS Junk (MESSAGES)")
+    tap.eq(u, [b"* STATUS Junk (MESSAGES 2)"], "both arrived in Junk")
+    c.cmd("UID MOVE 1:* INBOX")  # nothing to move from INBOX to INBOX
+    c.cmd("SELECT Junk")
+    u, t = c.cmd("MOVE 1:* INBOX")
+    tap.ok(len([x for x in u if x.endswith(b" EXPUNGE")]) == 2, "MOVE 1:* back to INBOX: two expunges", u)
+    c.cmd("SELECT INBOX")
+    tap.eq(search("ALL"), [1, 2, 3, 4], "INBOX has them again")
 
     # --- EXAMINE is read-only; CLOSE expunges, UNSELECT does not --------------
     u, t = c.cmd("EXAMINE Archive")
