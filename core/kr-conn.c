@@ -21,6 +21,11 @@
  * that have something to do; an idle connection costs the KrConn, its
  * slot in the epoll set and the heap and, with TLS, the SSL object
  * (SSL_MODE_RELEASE_BUFFERS): no buffers, no GSource, no timer of its own.
+ * Polling is level-triggered. EPOLLRDHUP is not asked for: the peer's
+ * FIN reads as EOF when we read, and while we do not read (paused, input
+ * full) it waits in the kernel like the data before it. HUP and ERR come
+ * unasked; they make the dispatch read, write or fail, and a conn that
+ * wants no events then leaves the epoll set.
  *
  * Input is read into one static scratch buffer (the loop is single
  * threaded); the read handler looks at it in place, and only what it
@@ -36,8 +41,8 @@
  * tls_done get ok=FALSE, the closed handler runs once, the release hook
  * runs, and the KrConn is freed. I/O errors close at once with
  * KR_CONN_CLOSED_ERROR (output is dropped). The socket I/O uses
- *  MSG_NOSIGNAL, also under TLS (our own BIO, kr-conn-sock.c), so a peer that
- * resets never raises SIGPIPE.
+ * MSG_NOSIGNAL, also under TLS (our own BIO, kr-conn-sock.c), so a peer
+ * that resets never raises SIGPIPE.
  *
  * The idle timer is reset by input and by output progress, and does not
  * run while the connection is paused (the server, not the client, is
