@@ -399,6 +399,12 @@ with Kurird(config=conf) as k:
     tap.ok(got.get(b"BINARY[2]<1000>") == blob[1000:3000] and
            got.get(b"BODY[2]<100000>") == b64[100000:400000 - 2 if len(b64) - 2 < 400000 else 400000],
            "partials of both, exact")
+    u, t = c.cmd("FETCH 1 (BODY.PEEK[2] BINARY.PEEK[2] BODY.PEEK[2] BODY.PEEK[1] BODY.PEEK[] FLAGS)")
+    r = u[0] if u else b""
+    L = lits(r)
+    tap.ok(len(L) == 5 and L[0] == b64[:-2] and L[1] == blob and L[2] == b64[:-2] and
+           L[3] == b"see the file" and L[4] == att and r.startswith(b"* 1 FETCH (FLAGS () BODY[2] {")
+           and r.endswith(b"\r\n)"), "several big sections in one response, each streamed in turn", r[:100])
     c.cmd("LOGOUT")
 
     # --- RENAME INBOX, DELETE of the selected mailbox --------------------------

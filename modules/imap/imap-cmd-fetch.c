@@ -14,22 +14,27 @@
  *   The job resolves the set against the view, applies CHANGEDSINCE, sets
  *   \Seen at once for every message a non-PEEK section is fetched from
  *   (one store call; those messages then report their FLAGS), and then
- *   formats messages until about CHUNK bytes of output are ready; the
- *   session writes them and calls again once the client has read them,
- *   so FETCH 1:* of a 100,000-message mailbox never sits in memory whole.
+ *   produces output until about CHUNK bytes are ready; the session writes
+ *   them and runs the job again once the client has read them. The work
+ *   is resumable inside a message: a section of STREAM_MIN octets or more
+ *   is sent as its literal header, then in chunks over as many rounds as
+ *   it takes, then the message's next item. So neither FETCH 1:* of a
+ *   100,000-message mailbox nor a FETCH asking for the same 50 MB
+ *   attachment ten times ever sits in memory whole.
  *
  *   The whole message (BODY[], RFC822, with or without <partial>) is read
- *   straight from the stored file with bare LFs made CRLF and never needs
- *   MIME parsing; when it is at least STREAM_MIN octets it is the last
- *   item of its FETCH response and its literal is streamed chunk by chunk
- *   (its size is the store's RFC822.SIZE). Everything structural goes
- *   through imap-cmd-fetch-body.c (ENVELOPE/BODYSTRUCTURE cached in the
- *   store's per-message blob; sections from the parsed part table).
+ *   straight from the stored file with bare LFs made CRLF and needs no
+ *   MIME parsing (its size is the store's RFC822.SIZE). Everything
+ *   structural goes through imap-cmd-fetch-body.c (ENVELOPE/BODYSTRUCTURE
+ *   cached in the store's per-message blob; sections from the part table).
  *
  *   A message expunged by someone else meanwhile is left out and the
- *   command ends NO [EXPUNGEISSUED]; BINARY of a part in an unknown
- *   transfer encoding ends it NO [UNKNOWN-CTE]. FETCH without UID sends
- *   no expunges (RFC 9051 7.5.1).
+ *   command ends NO [EXPUNGEISSUED]. Once a message's response has begun,
+ *   a section that cannot be read is sent empty (NIL for BINARY) and the
+ *   command ends NO: BINARY of a part in an unknown transfer encoding
+ *   [UNKNOWN-CTE], a read error [SERVERBUG]. A file that shrank while
+ *   being sent is padded with spaces so the literal keeps its announced
+ *   size. FETCH without UID sends no expunges (RFC 9051 7.5.1).
  */
 #include "imap-session.h"
 
@@ -38,11 +43,11 @@
 #include <unistd.h>
 
 #define CHUNK      (256 * 1024)
-#define STREAM_MIN (256 * 1024)
+#define STREAM_MIN (64 * 1024)
 
 /* A whole-message literal being produced from the file. */
 typedef struct {
-    int fd;
+    int fd;       /* borrowed from FetchData.fd */
     guint64 off;  /* file offset */
     guint64 skip; /* wire octets still to skip (partial origin) */
     guint64 left; /* wire octets still to send */
@@ -57,19 +62,38 @@ typedef struct {
     gboolean expunged;    /* a message was gone */
     gboolean unknown_cte; /* BINARY of an unknown encoding */
     gboolean io_error;
-    Wire w;            /* streaming the whole message (w.fd >= 0) */
+    /* the message whose response is being produced */
+    gboolean in_msg;
+    guint32 uid;
+    int fd;          /* its content, once needed */
+    ImapMsgInfo *mi; /* its MIME description, once needed */
+    guint sec_next;  /* next section to answer */
+    gboolean first_item;
+    /* a literal being streamed */
+    gboolean wire_on;
+    Wire w;            /* the whole message ... */
     ImapSecStream *ss; /* ... or a section */
     guint64 ss_left;
     GString *tmp;
 } FetchData;
 
 static void
+msg_end(FetchData *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+    g_clear_pointer(&d->mi, imap_msginfo_free);
+    g_clear_pointer(&d->ss, imap_secstream_free);
+    d->wire_on = FALSE;
+    d->in_msg = FALSE;
+}
+
+static void
 fetch_data_free(gpointer p)
 {
     FetchData *d = p;
-    if (d->w.fd >= 0)
-        close(d->w.fd);
-    imap_secstream_free(d->ss);
+    msg_end(d);
     if (d->uids)
         g_array_unref(d->uids);
     if (d->seen_now)
@@ -175,11 +199,13 @@ sorted_has(const GArray *a, guint32 v)
     return FALSE;
 }
 
+/* The separator before an item (none before the first of a message). */
 static void
-item(GString *out)
+item(FetchData *d, GString *out)
 {
-    if (out->len && out->str[out->len - 1] != '(')
+    if (!d->first_item)
         g_string_append_c(out, ' ');
+    d->first_item = FALSE;
 }
 
 /* A section that is the whole message in wire form: no MIME needed. */
@@ -250,43 +276,11 @@ fetch_begin(ImapJob *j, FetchData *d)
     return TRUE;
 }
 
-/* Open the content once per message. */
+/* The start of a message's response: everything but the sections. The
+ * MIME description and the content fd are got first, so a message that
+ * is gone is left out before anything of it is sent. FALSE: skipped. */
 static gboolean
-content_fd(ImapSession *s, guint32 uid, int *fd, GError **e)
-{
-    if (*fd < 0)
-        *fd = imap_g.ops->open_content(s->mb, uid, e);
-    return *fd >= 0;
-}
-
-/* The whole message, or its partial, in memory (small) or streamed
- * (returns TRUE with d->w set up; the literal header is in out). */
-static gboolean
-whole_section(FetchData *d, const ImapFetchSection *sec, const KrMailboxMsg *m, int fd,
-              GString *out, gboolean stream)
-{
-    guint64 total = (guint64)m->size;
-    guint64 from = sec->partial ? MIN(sec->offset, total) : 0;
-    guint64 len = total - from;
-    if (sec->partial)
-        len = MIN(len, sec->length);
-    Wire w = {.fd = fd, .skip = from, .left = len};
-    imap_fmt_literal_header(out, len, FALSE);
-    if (stream) {
-        d->w = w;
-        return TRUE;
-    }
-    if (!d->tmp)
-        d->tmp = g_string_new(NULL);
-    wire_pump(&w, out, d->tmp, (gsize)len);
-    return FALSE;
-}
-
-/* One message's FETCH response into out; with a streamed literal last,
- * its closing parenthesis comes when the stream ends. FALSE: the
- * message was skipped (gone, unreadable). */
-static gboolean
-format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
+msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
 {
     ImapSession *s = j->s;
     ImapFetchArgs *a = &j->cmd->u.fetch;
@@ -295,194 +289,176 @@ format_message(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     const KrMailboxMsg *m = seq ? ops->msg(s->mb, seq) : NULL;
     if (!m)
         return FALSE;
-    int fd = -1;
-    ImapMsgInfo *mi = NULL;
-    g_autoptr(GError) e = NULL;
-    gboolean ok = TRUE, need_mi = (a->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY |
-                                               IMAP_FETCH_BODYSTRUCTURE)) != 0;
-    gint streamed = -1;
-    ImapSecStream *defer = NULL;
-    const ImapFetchSection *defer_sec = NULL;
-    guint64 defer_size = 0;
+    d->uid = uid;
+    d->fd = -1;
+    d->sec_next = 0;
+    gboolean need_mi =
+        (a->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) != 0;
+    gboolean need_fd = FALSE;
     for (guint i = 0; i < a->n_sections; i++) {
-        const ImapFetchSection *sec = &a->sections[i];
-        if (!whole_message(sec))
+        need_fd = TRUE;
+        if (!whole_message(&a->sections[i]))
             need_mi = TRUE;
-        else if (streamed < 0 && (guint64)m->size >= STREAM_MIN &&
-                 (!sec->partial || sec->length >= STREAM_MIN))
-            streamed = (gint)i;
     }
-    if (need_mi && !(mi = imap_msginfo_get(s, uid, &fd, &e)))
-        goto fail;
+    g_autoptr(GError) e = NULL;
+    if ((need_mi && !(d->mi = imap_msginfo_get(s, uid, &d->fd, &e))) ||
+        (need_fd && d->fd < 0 && (d->fd = ops->open_content(s->mb, uid, &e)) < 0)) {
+        msg_end(d);
+        if (g_error_matches(e, KR_STORE_ERROR, KR_STORE_ERROR_NO_MESSAGE)) {
+            d->expunged = TRUE;
+        } else {
+            d->io_error = TRUE;
+            g_warning("%s: %s: FETCH of message %u in %s: %s", s->srv->name, s->user, uid,
+                      s->mailbox, e ? e->message : "failed");
+        }
+        return FALSE;
+    }
+    d->in_msg = TRUE;
+    d->first_item = TRUE;
     g_string_append_printf(out, "* %u FETCH (", seq);
     if (a->items & IMAP_FETCH_UID) {
-        item(out);
+        item(d, out);
         g_string_append_printf(out, "UID %u", uid);
     }
     if ((a->items & IMAP_FETCH_FLAGS) || sorted_has(d->seen_now, uid)) {
-        item(out);
+        item(d, out);
         imap_msg_flags(s, out, m);
     }
     if (a->items & IMAP_FETCH_INTERNALDATE) {
-        item(out);
+        item(d, out);
         g_string_append(out, "INTERNALDATE ");
         imap_datetime_format(out, m->internal_date, 0);
     }
     if (a->items & IMAP_FETCH_RFC822_SIZE) {
-        item(out);
+        item(d, out);
         g_string_append_printf(out, "RFC822.SIZE %" G_GINT64_FORMAT, m->size);
     }
     if ((a->items & IMAP_FETCH_MODSEQ) || (s->condstore && sorted_has(d->seen_now, uid))) {
-        item(out);
+        item(d, out);
         g_string_append_printf(out, "MODSEQ (%" G_GUINT64_FORMAT ")", m->modseq);
     }
     if (a->items & IMAP_FETCH_ENVELOPE) {
-        item(out);
-        g_string_append_printf(out, "ENVELOPE %s", imap_msginfo_envelope(mi));
+        item(d, out);
+        g_string_append_printf(out, "ENVELOPE %s", imap_msginfo_envelope(d->mi));
     }
     if (a->items & IMAP_FETCH_BODY) {
-        item(out);
-        g_string_append_printf(out, "BODY %s", imap_msginfo_body(mi, FALSE));
+        item(d, out);
+        g_string_append_printf(out, "BODY %s", imap_msginfo_body(d->mi, FALSE));
     }
     if (a->items & IMAP_FETCH_BODYSTRUCTURE) {
-        item(out);
-        g_string_append_printf(out, "BODYSTRUCTURE %s", imap_msginfo_body(mi, TRUE));
+        item(d, out);
+        g_string_append_printf(out, "BODYSTRUCTURE %s", imap_msginfo_body(d->mi, TRUE));
     }
-    for (guint i = 0; i < a->n_sections && ok; i++) {
-        const ImapFetchSection *sec = &a->sections[i];
-        if ((gint)i == streamed)
-            continue;
-        gsize mark = out->len;
-        item(out);
-        imap_fetch_section_name(sec, out);
-        g_string_append_c(out, ' ');
-        if (whole_message(sec)) {
-            ok = content_fd(s, uid, &fd, &e);
-            if (ok)
-                whole_section(d, sec, m, fd, out, FALSE);
-            continue;
-        }
-        if (sec->kind == IMAP_SECTION_BINARY_SIZE) {
-            guint64 size = 0;
-            if (imap_msginfo_section_size(s, mi, uid, &fd, sec, &size, &e)) {
-                g_string_append_printf(out, "%" G_GUINT64_FORMAT, size);
-            } else if (imap_msginfo_no_part(e)) {
-                g_clear_error(&e);
-                g_string_append(out, "0");
-            } else {
-                ok = FALSE;
-            }
-            continue;
-        }
-        guint64 size = 0;
-        ImapSecStream *st = imap_msginfo_stream(s, mi, uid, &fd, sec, &size, &e);
-        if (!st) {
-            if (imap_msginfo_no_part(e)) {
-                g_clear_error(&e);
-                g_string_append(out, sec->kind == IMAP_SECTION_BINARY ? "NIL" : "\"\"");
-                continue;
-            }
-            ok = FALSE;
-            continue;
-        }
-        if (!defer && streamed < 0 && size >= STREAM_MIN) {
-            /* a big section goes last, streamed */
-            defer = st;
-            defer_sec = sec;
-            defer_size = size;
-            g_string_truncate(out, mark);
-            continue;
-        }
-        g_autoptr(GByteArray) b = g_byte_array_new();
-        ok = sec_read_all(st, size, b, &e);
-        imap_secstream_free(st);
-        if (!ok)
-            continue;
-        gboolean nul = sec->kind == IMAP_SECTION_BINARY && b->len && memchr(b->data, '\0', b->len);
-        imap_fmt_literal(out, b->data, b->len, nul);
-    }
-    if (!ok)
-        goto fail;
-    if (defer) {
-        item(out);
-        imap_fetch_section_name(defer_sec, out);
-        g_string_append_c(out, ' ');
-        imap_fmt_literal_header(out, defer_size, defer_sec->kind == IMAP_SECTION_BINARY);
-        d->ss = defer;
-        d->ss_left = defer_size;
-        if (fd >= 0)
-            close(fd);
-        imap_msginfo_free(mi);
-        return TRUE;
-    }
-    if (streamed >= 0) {
-        const ImapFetchSection *sec = &a->sections[streamed];
-        if (!content_fd(s, uid, &fd, &e))
-            goto fail;
-        item(out);
-        imap_fetch_section_name(sec, out);
-        g_string_append_c(out, ' ');
-        whole_section(d, sec, m, fd, out, TRUE);
-        imap_msginfo_free(mi);
-        return TRUE; /* d->w owns fd now */
-    }
-    g_string_append(out, ")\r\n");
-    if (fd >= 0)
-        close(fd);
-    imap_msginfo_free(mi);
     return TRUE;
-fail:
-    imap_secstream_free(defer);
-    if (fd >= 0)
-        close(fd);
-    imap_msginfo_free(mi);
-    if (g_error_matches(e, KR_STORE_ERROR, KR_STORE_ERROR_NO_MESSAGE)) {
-        d->expunged = TRUE;
-    } else if (e && imap_msginfo_unknown_cte(e)) {
+}
+
+/* A section that could not be read, once the response has begun. */
+static void
+sec_failed(ImapJob *j, FetchData *d, const ImapFetchSection *sec, GError *e, GString *out)
+{
+    ImapSession *s = j->s;
+    if (imap_msginfo_unknown_cte(e)) {
         d->unknown_cte = TRUE;
-    } else {
+    } else if (!imap_msginfo_no_part(e)) {
         d->io_error = TRUE;
-        g_warning("%s: %s: FETCH of message %u in %s: %s", s->srv->name, s->user, uid, s->mailbox,
-                  e ? e->message : "failed");
+        g_warning("%s: %s: FETCH of message %u in %s: %s", s->srv->name, s->user, d->uid,
+                  s->mailbox, e ? e->message : "failed");
     }
-    return FALSE;
+    g_string_append(out, sec->kind == IMAP_SECTION_BINARY ? "NIL" : "\"\"");
+}
+
+/* Answer the message's next section: in out if small, else its literal
+ * header in out and the stream set up (d->wire_on or d->ss). */
+static void
+msg_section(ImapJob *j, FetchData *d, GString *out)
+{
+    ImapSession *s = j->s;
+    const ImapFetchSection *sec = &j->cmd->u.fetch.sections[d->sec_next++];
+    const KrMailboxMsg *m = imap_g.ops->msg(s->mb, imap_g.ops->seq_of_uid(s->mb, d->uid));
+    g_autoptr(GError) e = NULL;
+    item(d, out);
+    imap_fetch_section_name(sec, out);
+    g_string_append_c(out, ' ');
+    if (sec->kind == IMAP_SECTION_BINARY_SIZE) {
+        guint64 size = 0;
+        if (imap_msginfo_section_size(s, d->mi, d->uid, &d->fd, sec, &size, &e))
+            g_string_append_printf(out, "%" G_GUINT64_FORMAT, size);
+        else if (imap_msginfo_no_part(e))
+            g_string_append(out, "0");
+        else
+            sec_failed(j, d, sec, e, out);
+        return;
+    }
+    if (whole_message(sec)) {
+        guint64 total = m ? (guint64)m->size : 0;
+        guint64 from = sec->partial ? MIN(sec->offset, total) : 0;
+        guint64 len = total - from;
+        if (sec->partial)
+            len = MIN(len, sec->length);
+        Wire w = {.fd = d->fd, .skip = from, .left = len};
+        imap_fmt_literal_header(out, len, FALSE);
+        if (len >= STREAM_MIN) {
+            d->w = w;
+            d->wire_on = TRUE;
+        } else {
+            wire_pump(&w, out, d->tmp, (gsize)len);
+        }
+        return;
+    }
+    guint64 size = 0;
+    ImapSecStream *st = imap_msginfo_stream(s, d->mi, d->uid, &d->fd, sec, &size, &e);
+    if (!st) {
+        sec_failed(j, d, sec, e, out);
+        return;
+    }
+    if (size >= STREAM_MIN) {
+        imap_fmt_literal_header(out, size, sec->kind == IMAP_SECTION_BINARY);
+        d->ss = st;
+        d->ss_left = size;
+        return;
+    }
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    if (!sec_read_all(st, size, b, &e)) {
+        imap_secstream_free(st);
+        sec_failed(j, d, sec, e, out);
+        return;
+    }
+    imap_secstream_free(st);
+    gboolean nul = sec->kind == IMAP_SECTION_BINARY && b->len && memchr(b->data, '\0', b->len);
+    imap_fmt_literal(out, b->data, b->len, nul);
 }
 
 static void
 fetch_work(ImapJob *j)
 {
     FetchData *d = j->data;
+    ImapFetchArgs *a = &j->cmd->u.fetch;
     if (!d->began && !fetch_begin(j, d))
         return;
-    g_autoptr(GString) msg = g_string_new(NULL);
-    while (j->out->len < CHUNK) {
-        if (d->ss) {
-            sec_pump(d, j->out, CHUNK - MIN(j->out->len, CHUNK) + 1);
-            if (d->ss_left == 0) {
+    if (!d->tmp)
+        d->tmp = g_string_new(NULL);
+    GString *out = j->out;
+    while (out->len < CHUNK) {
+        gsize budget = CHUNK - out->len;
+        if (d->wire_on) {
+            wire_pump(&d->w, out, d->tmp, budget);
+            d->wire_on = d->w.left > 0;
+        } else if (d->ss) {
+            sec_pump(d, out, budget);
+            if (d->ss_left == 0)
                 g_clear_pointer(&d->ss, imap_secstream_free);
-                g_string_append(j->out, ")\r\n");
-            }
-            continue;
-        }
-        if (d->w.fd >= 0) {
-            if (!d->tmp)
-                d->tmp = g_string_new(NULL);
-            wire_pump(&d->w, j->out, d->tmp, CHUNK - MIN(j->out->len, CHUNK) + 1);
-            if (d->w.left == 0) {
-                close(d->w.fd);
-                d->w.fd = -1;
-                g_string_append(j->out, ")\r\n");
-            }
-            continue;
-        }
-        if (d->next >= d->uids->len)
+        } else if (d->in_msg && d->sec_next < a->n_sections) {
+            msg_section(j, d, out);
+        } else if (d->in_msg) {
+            g_string_append(out, ")\r\n");
+            msg_end(d);
+        } else if (d->next < d->uids->len) {
+            msg_begin(j, d, g_array_index(d->uids, guint32, d->next++), out);
+        } else {
             break;
-        guint32 uid = g_array_index(d->uids, guint32, d->next++);
-        g_string_truncate(msg, 0);
-        if (format_message(j, d, uid, msg))
-            g_string_append_len(j->out, msg->str, (gssize)msg->len);
+        }
     }
-    j->more = d->w.fd >= 0 || d->ss || d->next < d->uids->len;
+    j->more = d->in_msg || d->next < d->uids->len;
     if (j->more)
         return;
     if (d->expunged)
@@ -506,7 +482,7 @@ imap_cmd_fetch(ImapSession *s)
     if (a->items & IMAP_FETCH_MODSEQ)
         s->condstore = TRUE;
     FetchData *d = g_new0(FetchData, 1);
-    d->w.fd = -1;
+    d->fd = -1;
     ImapJob *j = imap_job_new(s, fetch_work, s->cmd->uid ? IMAP_SYNC_IF_CHANGED : IMAP_SYNC_NONE);
     j->data = d;
     j->free_data = fetch_data_free;
