@@ -103,6 +103,28 @@ with Kurird(config=conf) as k:
     tap.ok(b"* BYE Too many invalid commands." in rest and b"z10" not in rest,
            "too many bad commands: BYE and closed, nothing more read", rest)
 
+    # trickle: one octet per packet; pipelining: many commands in one
+    tr = Raw(port)
+    for ch in b"p1 LOGIN bob pw\r\n":
+        tr.send(bytes([ch]))
+    u, t = tr.until_tagged("p1")
+    tap.eq(status_of(t), "OK", "LOGIN sent one octet at a time")
+    body = b"Subject: trickle\r\n\r\nslowly\r\n"
+    for ch in b"p2 APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n":
+        tr.send(bytes([ch]))
+    u, t = tr.until_tagged("p2")
+    tap.eq(status_of(t), "OK", "APPEND with its literal sent one octet at a time")
+    tr.send("q1 NOOP\r\nq2 SELECT INBOX\r\nq3 FETCH * (BODY.PEEK[TEXT])\r\nq4 BOGUS\r\nq5 NOOP\r\n")
+    tags = []
+    for tag in ("q1", "q2", "q3", "q4", "q5"):
+        u, t = tr.until_tagged(tag)
+        tags.append((tag, status_of(t)))
+        if tag == "q3":
+            tap.ok(u and u[-1].endswith(b"{8}\r\nslowly\r\n)"), "pipelined FETCH answered", u)
+    tap.eq(tags, [("q1", "OK"), ("q2", "OK"), ("q3", "OK"), ("q4", "BAD"), ("q5", "OK")],
+           "five pipelined commands answered in order")
+    tr.cmd("LOGOUT")
+
     # clients that vanish mid-command
     big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 40000
     d = Raw(port)
@@ -127,7 +149,7 @@ with Kurird(config=conf) as k:
     h = Raw(port)
     h.login("bob", "pw")
     u, t = h.cmd("STATUS INBOX (MESSAGES)")
-    tap.eq(u, [b"* STATUS INBOX (MESSAGES 2)"], "kurird fine after clients vanished mid-FETCH, mid-literal, mid-IDLE;"
+    tap.eq(u, [b"* STATUS INBOX (MESSAGES 3)"], "kurird fine after clients vanished mid-FETCH, mid-literal, mid-IDLE;"
            " the half-sent APPEND stored nothing")
     h.cmd("LOGOUT")
 
