@@ -257,7 +257,7 @@ with Kurird(config=conf) as k:
     for i in range(30):
         try:
             r = c.cmd("BOGUS%d" % i)
-        except (EOFError, ConnectionResetError):
+        except (EOFError, ConnectionResetError, BrokenPipeError):
             break
     tap.ok(c.eof(), "too many bad commands: the server closes the connection")
     c.close()
