@@ -199,4 +199,19 @@ with Kurird(config=conf) as k:
     q.cmd("LOGOUT")
     o.cmd("LOGOUT")
 
+    # --- the store loses its index: UIDVALIDITY changes, the session ends -------
+    z = Raw(port)
+    z.login("bob", "pw")
+    z.cmd("SELECT qr")
+    os.unlink(os.path.join(k.maildir("bob", folder="qr"), "kurir-index"))
+    z.send("n1 NOOP\r\n")
+    closed = z.eof(10)
+    tap.ok(b"* BYE" in z.buf and b"n1 OK" not in z.buf, "index lost under a session: * BYE", z.buf)
+    tap.ok(closed, "... and the connection is closed")
+    y = Raw(port)
+    y.login("bob", "pw")
+    u, t = y.cmd("SELECT qr")
+    tap.ok(status_of(t) == "OK" and find(u, "* 2 EXISTS"), "a new session sees the rebuilt mailbox", u)
+    y.cmd("LOGOUT")
+
 tap.done()
