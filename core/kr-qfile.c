@@ -296,7 +296,7 @@ kr_msg_queue_dir(const KrMsg *msg)
  * file system full empties every spare. A spare left by a crash is
  * removed by the recovery scan. */
 
-#define SPARE_MAX  256
+#define SPARE_MAX  64          /* open descriptors: kept well below the fd budget */
 #define SPARE_KEEP (64 * 1024) /* a spare up to this size keeps its blocks */
 
 typedef struct {
