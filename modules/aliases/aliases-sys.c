@@ -61,10 +61,64 @@ pw_find(const char *passwd_file, const char *name, uid_t uid, AliasPriv *out)
     return found;
 }
 
+/* Account lookups by name in the system database are cached for
+ * PW_CACHE_TTL seconds: through NSS one getpwnam costs dozens of system
+ * calls, and it runs for every local recipient. An account added or
+ * removed is seen within the TTL. */
+#define PW_CACHE_TTL 10
+#define PW_CACHE_MAX 4096
+
+typedef struct {
+    gboolean found;
+    AliasPriv priv;
+    gint64 at;
+} PwCached;
+
+static GMutex pw_lock;
+static GHashTable *pw_cache; /* "file\nname" -> PwCached */
+
+static void
+pw_cached_free(gpointer p)
+{
+    PwCached *c = p;
+    g_free(c->priv.user);
+    g_free(c->priv.home);
+    g_free(c);
+}
+
 gboolean
 alias_pw_by_name(const char *passwd_file, const char *name, AliasPriv *out)
 {
-    return pw_find(passwd_file, name, 0, out);
+    if (passwd_file && *passwd_file)
+        return pw_find(passwd_file, name, 0, out); /* a plain file: cheap, always fresh */
+    g_autofree char *key = g_strconcat(passwd_file ? passwd_file : "", "\n", name, NULL);
+    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
+    g_mutex_lock(&pw_lock);
+    if (!pw_cache)
+        pw_cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, pw_cached_free);
+    PwCached *c = g_hash_table_lookup(pw_cache, key);
+    if (c && now - c->at < PW_CACHE_TTL) {
+        *out = c->priv;
+        out->user = g_strdup(c->priv.user);
+        out->home = g_strdup(c->priv.home);
+        gboolean found = c->found;
+        g_mutex_unlock(&pw_lock);
+        return found;
+    }
+    g_mutex_unlock(&pw_lock);
+    gboolean found = pw_find(passwd_file, name, 0, out);
+    PwCached *n = g_new0(PwCached, 1);
+    n->found = found;
+    n->priv = *out;
+    n->priv.user = g_strdup(out->user);
+    n->priv.home = g_strdup(out->home);
+    n->at = now;
+    g_mutex_lock(&pw_lock);
+    if (g_hash_table_size(pw_cache) >= PW_CACHE_MAX)
+        g_hash_table_remove_all(pw_cache);
+    g_hash_table_replace(pw_cache, g_steal_pointer(&key), n);
+    g_mutex_unlock(&pw_lock);
+    return found;
 }
 
 gboolean
