@@ -74,7 +74,7 @@ typedef struct {
     ImapConf *conf;
     const KrStore *store;
     const KrMailboxOps *ops;
-    GHashTable *fails; /* client address -> fail counts */
+    KrFailCount *fails; /* failed logins per client address */
 } ImapGlobals;
 
 extern ImapGlobals imap_g;

@@ -90,48 +90,20 @@ static const KrSetting listener_settings[] = {
 
 /* --- failed logins per address ---------------------------------------------- */
 
-typedef struct {
-    guint count;
-    gint64 since; /* monotonic seconds of the first failure in the window */
-} ImapFails;
-
 #define FAIL_WINDOW 3600
+#define FAIL_MAX_IPS 100000
 
 gboolean
 imap_login_limited(const char *ip)
 {
     gint64 limit = imap_g.conf->auth_fail_limit;
-    if (limit <= 0 || !ip)
-        return FALSE;
-    ImapFails *f = g_hash_table_lookup(imap_g.fails, ip);
-    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
-    return f && now - f->since < FAIL_WINDOW && f->count >= (guint)limit;
+    return limit > 0 && kr_failcount_exceeded(imap_g.fails, ip, (guint)limit);
 }
 
 void
 imap_login_failed(const char *ip)
 {
-    if (!ip)
-        return;
-    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
-    if (g_hash_table_size(imap_g.fails) > 100000) {
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, imap_g.fails);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            if (now - ((ImapFails *)v)->since >= FAIL_WINDOW)
-                g_hash_table_iter_remove(&it);
-    }
-    ImapFails *f = g_hash_table_lookup(imap_g.fails, ip);
-    if (!f) {
-        f = g_new0(ImapFails, 1);
-        g_hash_table_insert(imap_g.fails, g_strdup(ip), f);
-    }
-    if (now - f->since >= FAIL_WINDOW || f->count == 0) {
-        f->since = now;
-        f->count = 0;
-    }
-    f->count++;
+    kr_failcount_add(imap_g.fails, ip);
 }
 
 /* --- the listener type ------------------------------------------------------ */
@@ -200,14 +172,14 @@ imap_init(KrModule *mod, GError **error)
 {
     imap_g.conf = kr_module_conf(mod);
     g_mime_init();
-    imap_g.fails = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    imap_g.fails = kr_failcount_new(FAIL_WINDOW, FAIL_MAX_IPS);
     return kr_register_listener(mod, &imap_listener, error);
 }
 
 static void
 imap_fini(KrModule *mod)
 {
-    g_clear_pointer(&imap_g.fails, g_hash_table_unref);
+    g_clear_pointer(&imap_g.fails, kr_failcount_free);
     g_mime_shutdown();
 }
 

@@ -69,49 +69,20 @@ static const KrSetting listener_settings[] = {
 
 /* --- failed logins per address ---------------------------------------------- */
 
-typedef struct {
-    guint count;
-    gint64 since; /* monotonic seconds of the first failure in the window */
-} Pop3Fails;
-
 #define FAIL_WINDOW 3600
+#define FAIL_MAX_IPS 100000
 
 gboolean
 pop3_login_limited(const char *ip)
 {
     gint64 limit = pop3_g.conf->auth_fail_limit;
-    if (limit <= 0 || !ip)
-        return FALSE;
-    Pop3Fails *f = g_hash_table_lookup(pop3_g.fails, ip);
-    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
-    return f && now - f->since < FAIL_WINDOW && f->count >= (guint)limit;
+    return limit > 0 && kr_failcount_exceeded(pop3_g.fails, ip, (guint)limit);
 }
 
 void
 pop3_login_failed(const char *ip)
 {
-    if (!ip)
-        return;
-    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
-    if (g_hash_table_size(pop3_g.fails) > 100000) {
-        /* forget expired windows */
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, pop3_g.fails);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            if (now - ((Pop3Fails *)v)->since >= FAIL_WINDOW)
-                g_hash_table_iter_remove(&it);
-    }
-    Pop3Fails *f = g_hash_table_lookup(pop3_g.fails, ip);
-    if (!f) {
-        f = g_new0(Pop3Fails, 1);
-        g_hash_table_insert(pop3_g.fails, g_strdup(ip), f);
-    }
-    if (now - f->since >= FAIL_WINDOW || f->count == 0) {
-        f->since = now;
-        f->count = 0;
-    }
-    f->count++;
+    kr_failcount_add(pop3_g.fails, ip);
 }
 
 /* --- the listener type ------------------------------------------------------ */
@@ -178,14 +149,14 @@ static gboolean
 pop3_init(KrModule *mod, GError **error)
 {
     pop3_g.conf = kr_module_conf(mod);
-    pop3_g.fails = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    pop3_g.fails = kr_failcount_new(FAIL_WINDOW, FAIL_MAX_IPS);
     return kr_register_listener(mod, &pop3_listener, error);
 }
 
 static void
 pop3_fini(KrModule *mod)
 {
-    g_clear_pointer(&pop3_g.fails, g_hash_table_unref);
+    g_clear_pointer(&pop3_g.fails, kr_failcount_free);
 }
 
 KR_MODULE(pop3, "pop3", "1.0", "POP3 server: USER/PASS, SASL PLAIN, STLS, UIDL, TOP", pop3_settings,

@@ -41,7 +41,7 @@ typedef struct {
     Pop3Conf *conf;
     const KrStore *store;
     const KrMailboxOps *ops;
-    GHashTable *fails; /* client address -> Pop3Fails */
+    KrFailCount *fails; /* failed logins per client address */
 } Pop3Globals;
 
 extern Pop3Globals pop3_g;

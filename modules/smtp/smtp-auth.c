@@ -33,12 +33,7 @@ struct SmtpAuthExchange {
 };
 
 /* Failures per client address, in one-hour windows. */
-typedef struct {
-    gint64 start; /* monotonic seconds */
-    guint count;
-} FailRec;
-
-static GHashTable *failures; /* ip -> FailRec */
+static KrFailCount *failures;
 
 #define FAIL_WINDOW  3600
 #define FAIL_MAX_IPS 100000
@@ -55,50 +50,22 @@ smtp_auth_free(SmtpAuthExchange *a)
 void
 smtp_auth_cleanup(void)
 {
-    g_clear_pointer(&failures, g_hash_table_unref);
-}
-
-static gint64
-now_s(void)
-{
-    return g_get_monotonic_time() / G_USEC_PER_SEC;
+    g_clear_pointer(&failures, kr_failcount_free);
 }
 
 static gboolean
 over_limit(const char *ip)
 {
-    if (smtp_g.conf->auth_fail_limit <= 0 || !failures)
-        return FALSE;
-    FailRec *r = g_hash_table_lookup(failures, ip);
-    return r && now_s() - r->start < FAIL_WINDOW && r->count >= (guint)smtp_g.conf->auth_fail_limit;
-}
-
-static gboolean
-expired(gpointer key, gpointer value, gpointer now)
-{
-    return *(gint64 *)now - ((FailRec *)value)->start >= FAIL_WINDOW;
+    return smtp_g.conf->auth_fail_limit > 0 &&
+           kr_failcount_exceeded(failures, ip, (guint)smtp_g.conf->auth_fail_limit);
 }
 
 static void
 record_failure(const char *ip)
 {
     if (!failures)
-        failures = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    gint64 now = now_s();
-    if (g_hash_table_size(failures) >= FAIL_MAX_IPS)
-        g_hash_table_foreach_remove(failures, expired, &now);
-    FailRec *r = g_hash_table_lookup(failures, ip);
-    if (!r) {
-        if (g_hash_table_size(failures) >= FAIL_MAX_IPS)
-            return; /* table full of fresh entries: do not grow without bound */
-        r = g_new0(FailRec, 1);
-        r->start = now;
-        g_hash_table_insert(failures, g_strdup(ip), r);
-    } else if (now - r->start >= FAIL_WINDOW) {
-        r->start = now;
-        r->count = 0;
-    }
-    r->count++;
+        failures = kr_failcount_new(FAIL_WINDOW, FAIL_MAX_IPS);
+    kr_failcount_add(failures, ip);
 }
 
 /* --- the check ------------------------------------------------------------ */

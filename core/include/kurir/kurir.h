@@ -13,6 +13,7 @@
 #include "kr-conn.h"
 #include "kr-tls.h"
 #include "kr-worker.h"
+#include "kr-failcount.h"
 #include "kr-sync.h"
 #include "kr-registry.h"
 #include "kr-store.h"
