@@ -4,7 +4,8 @@
  * dsn.c): the MIME structure and CRLF line ends, the per-message and
  * per-recipient fields, what RET and max_return_size return, bare LFs of
  * the original, one-line field values, the Status check, and the other
- * kinds (delay warning, postmaster's copy, report to postmaster).
+ * kinds (delay warning, postmaster's copy, report to postmaster), and
+ * success reports (NOTIFY=SUCCESS: delivered, relayed, expanded).
  */
 #include "testlib.h"
 #include "../core/kr-internal.h"
@@ -225,6 +226,58 @@ test_kinds(void)
     kr_msg_unref(orig);
 }
 
+/* Success reports: the Action names, Status 2.0.0 whatever the stored
+ * code says, a 250 Diagnostic-Code, the headers only unless RET=FULL. */
+static void
+test_success(void)
+{
+    g_assert_cmpstr(dsn_success_action(FALSE, FALSE), ==, "delivered");
+    g_assert_cmpstr(dsn_success_action(FALSE, TRUE), ==, "relayed");
+    g_assert_cmpstr(dsn_success_action(TRUE, FALSE), ==, "expanded");
+    g_assert_cmpstr(dsn_success_action(TRUE, TRUE), ==, "expanded");
+    g_assert_true(dsn_is_success("delivered") && dsn_is_success("relayed") &&
+                  dsn_is_success("expanded"));
+    g_assert_false(dsn_is_success("failed") || dsn_is_success("delayed") || dsn_is_success(NULL));
+
+    KrMsg *orig = spool("alice@example.org", "Subject: s\r\n\r\nprivate body\r\n");
+    kr_msg_set_attr(orig, "envid", "env-1");
+    DsnRcpt r[2] = {{.address = "bob@example.net",
+                     .orcpt = "rfc822;Bob@example.net",
+                     .action = dsn_success_action(FALSE, FALSE),
+                     .status = "",
+                     .code = 250,
+                     .diag = "delivered to maildir"},
+                    {.address = "team@example.net",
+                     .action = dsn_success_action(TRUE, FALSE),
+                     .status = "2.0.0",
+                     .code = 0,
+                     .diag = "alias team: 3 recipient(s)"}};
+    g_autofree char *c = compose_kind(orig, r, 2, DSN_KIND_SUCCESS, NULL);
+    assert_crlf(c);
+    g_assert_nonnull(strstr(c, "\r\nSubject: Successful Mail Delivery Report\r\n"));
+    g_assert_nonnull(strstr(c, "\r\nTo: <alice@example.org>\r\n"));
+    g_assert_nonnull(strstr(c, "successfully delivered"));
+    g_assert_nonnull(strstr(c, "Original-Envelope-Id: env-1\r\n"));
+    g_assert_nonnull(strstr(c, "Original-Recipient: rfc822; Bob@example.net\r\n"
+                               "Final-Recipient: rfc822; bob@example.net\r\n"
+                               "Action: delivered\r\nStatus: 2.0.0\r\n"));
+    g_assert_nonnull(strstr(c, "Diagnostic-Code: smtp; 250 2.0.0 delivered to maildir\r\n"));
+    g_assert_nonnull(strstr(c, "Final-Recipient: rfc822; team@example.net\r\n"
+                               "Action: expanded\r\nStatus: 2.0.0\r\n"));
+    g_assert_nonnull(strstr(c, "<team@example.net>: expanded (alias team: 3 recipient(s))\r\n"));
+    g_assert_nonnull(strstr(c, "Content-Type: text/rfc822-headers\r\n"));
+    g_assert_null(strstr(c, "private body"));
+    g_assert_null(strstr(c, "Undelivered"));
+
+    /* RET=FULL applies to success reports too. */
+    kr_msg_set_attr(orig, "ret", "FULL");
+    g_autofree char *full = compose_kind(orig, r, 1, DSN_KIND_SUCCESS, NULL);
+    g_assert_nonnull(strstr(full, "Content-Type: message/rfc822\r\n"));
+    g_assert_nonnull(strstr(full, "private body"));
+    kr_msg_discard(orig);
+    kr_msg_unref(orig);
+}
+
 static void
 test_status(void)
 {
@@ -257,5 +310,6 @@ main(int argc, char **argv)
     g_test_add_func("/dsn/headers-only", test_headers_only);
     g_test_add_func("/dsn/status", test_status);
     g_test_add_func("/dsn/kinds", test_kinds);
+    g_test_add_func("/dsn/success", test_success);
     return g_test_run();
 }

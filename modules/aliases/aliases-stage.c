@@ -33,7 +33,11 @@
  * The copy's sender is owner-NAME@domain when the aliases file has an
  * owner-NAME for the expanded alias (bounces from the list go to its
  * owner; the null sender stays null), else the original sender, and
- * then its recipients keep the original's NOTIFY and ORCPT. The copy
+ * then its recipients keep the original's NOTIFY and ORCPT -- except
+ * that with several targets NOTIFY loses SUCCESS (NEVER if nothing is
+ * left), and the alias gets the success report "expanded"; one target
+ * keeps SUCCESS and the alias gets the attribute dsn_passed (no report
+ * for it: RFC 3461 6.2.7). The copy
  * carries the attribute alias_final = its own queue ID: its local
  * recipients are final mailboxes, not expanded again (a copy of it made
  * by anyone else has another ID, so it is expanded normally).
@@ -72,6 +76,7 @@ typedef struct {
     KrMsg *copy;   /* ACT_INJECT */
     char *how;
     guint n_copy;
+    gboolean passed;    /* the copy's one recipient has NOTIFY=SUCCESS */
     char *run_fail;     /* a command/file failed for good: its diag */
     GPtrArray *run_log; /* what ran, for the log */
 } Item;
@@ -314,7 +319,15 @@ expand_item(Batch *b, Item *it, const AliasExpandCtx *ctx, const char *hdr, gsiz
             continue;
         KrRcpt *r = kr_msg_add_rcpt(copy, l->value);
         if (!owner) {
+            /* RFC 3461 6.2.7: one target takes the NOTIFY on (it reports
+             * success itself); several get it without SUCCESS, and the
+             * alias is reported "expanded" (bounce stage). */
             r->notify = it->notify;
+            if (n_mail > 1 && (it->notify & KR_NOTIFY_SUCCESS)) {
+                r->notify &= ~(unsigned)KR_NOTIFY_SUCCESS;
+                if (r->notify == 0)
+                    r->notify = KR_NOTIFY_NEVER;
+            }
             r->orcpt = g_strdup(it->orcpt);
         }
     }
@@ -327,6 +340,7 @@ expand_item(Batch *b, Item *it, const AliasExpandCtx *ctx, const char *hdr, gsiz
     }
     it->copy = copy;
     it->n_copy = n_mail;
+    it->passed = n_mail == 1 && !owner && (it->notify & KR_NOTIFY_SUCCESS);
     it->action = ACT_INJECT;
 out:
     alias_expansion_clear(&exp);
@@ -396,6 +410,8 @@ injected(KrMsg *copy, const KrJobResult *res, gpointer ud)
     } else {
         item_done(it, KR_RCPT_EXPANDED, 250, "2.0.0", "%s: %u recipient(s), queued as %s", it->how,
                   it->n_copy, cid);
+        if (it->passed)
+            kr_rcpt_set_attr(kr_job_rcpt(b->job, it->index), "dsn_passed", "1");
     }
     for (guint i = 0; it->run_log && i < it->run_log->len; i++)
         g_message("%s: to=<%s>, relay=aliases, %s", b->qid, it->address,

@@ -8,7 +8,8 @@
  * manager starts a job here at the end of a delivery round with the
  * message's FAILED recipients and, until the message has had its delay
  * warning, its DEFERRED ones; other stages may also route recipients
- * here (a recipient that arrives without a failure gets 550 5.0.0). It
+ * here (a recipient that arrives without a failure gets 550 5.0.0),
+ * and its DELIVERED and EXPANDED ones that asked NOTIFY=SUCCESS. It
  * is an entry so it needs no edge in the graph; no per-node settings.
  *
  * For each FAILED recipient of the job:
@@ -31,6 +32,24 @@
  * message gets the attribute delay_warned (unix time), written to the
  * queue file (kr_msg_rewrite_envelope) before the job ends, so the queue
  * manager stops asking.
+ *
+ * For each DELIVERED or EXPANDED recipient (a success report, RFC 3461
+ * NOTIFY=SUCCESS; the queue manager hands these over at the end of a
+ * round until the message's attribute dsn_success lists them): if its
+ * NOTIFY includes SUCCESS, the sender is not <>, and the responsibility
+ * was not passed on (recipient attribute dsn_passed: set by smtp-client
+ * when the next server offered DSN and got the NOTIFY, and by aliases
+ * when a single-target expansion kept NOTIFY), the sender gets one report
+ * for all of them (Action: delivered, relayed -- recipient attribute
+ * remote_mta, set by smtp-client -- or expanded; Status 2.0.0; the
+ * headers only unless RET=FULL). The recipients are left alone, and
+ * their indexes are added to the message attribute dsn_success (",0,3,"),
+ * written to the queue file before the job ends, so the report is not
+ * sent again; a report that cannot be queued defers the job (the queue
+ * manager keeps the file and asks again). dsn_passed and remote_mta are
+ * not persisted: after a crash between the delivery and the report, a
+ * relayed recipient may be reported "delivered", or reported although
+ * the next server took the NOTIFY (at least once).
  *
  * Every notification (envelope sender <>, From MAILER-DAEMON@hostname)
  * is written as a new spool in a worker thread and run through the
@@ -58,7 +77,8 @@
  *
  * Log (postfix style): "ID: sender non-delivery notification: DSNID",
  * "ID: sender delay notification: DSNID", "ID: postmaster non-delivery
- * notification: DSNID", "ID: postmaster copy: DSNID".
+ * notification: DSNID", "ID: postmaster copy: DSNID", "ID: sender
+ * delivery status notification: DSNID".
  */
 #include "dsn.h"
 #include <gio/gio.h>
@@ -89,18 +109,16 @@ static const KrSetting bounce_settings[] = {
 static BounceConf *conf;
 
 /* The notifications of one job. */
-enum { N_SENDER, N_POSTMASTER, N_COPY, N_DELAY, N_KINDS };
+enum { N_SENDER, N_POSTMASTER, N_COPY, N_DELAY, N_SUCCESS, N_KINDS };
 
 static const DsnKind kind_of[N_KINDS] = {
-    [N_SENDER] = DSN_KIND_FAILURE,
-    [N_POSTMASTER] = DSN_KIND_POSTMASTER,
-    [N_COPY] = DSN_KIND_COPY,
-    [N_DELAY] = DSN_KIND_DELAY,
+    [N_SENDER] = DSN_KIND_FAILURE, [N_POSTMASTER] = DSN_KIND_POSTMASTER, [N_COPY] = DSN_KIND_COPY,
+    [N_DELAY] = DSN_KIND_DELAY,    [N_SUCCESS] = DSN_KIND_SUCCESS,
 };
-static const char *const kind_attr[N_KINDS] = {"failure", "postmaster", "copy", "delay"};
-static const char *const kind_log[N_KINDS] = {"sender non-delivery notification",
-                                              "postmaster non-delivery notification",
-                                              "postmaster copy", "sender delay notification"};
+static const char *const kind_attr[N_KINDS] = {"failure", "postmaster", "copy", "delay", "success"};
+static const char *const kind_log[N_KINDS] = {
+    "sender non-delivery notification", "postmaster non-delivery notification", "postmaster copy",
+    "sender delay notification", "sender delivery status notification"};
 
 typedef struct {
     GArray *which; /* job recipient indexes it reports (for COPY: those of N_SENDER) */
@@ -117,7 +135,8 @@ typedef struct {
     KrMsg *msg;
     GArray *silent; /* job recipient indexes finished without a report */
     Notice n[N_KINDS];
-    guint pending; /* injections running */
+    guint pending;     /* injections running */
+    GArray *succ_seen; /* message recipient indexes to add to dsn_success */
     gboolean mark_warned;
     GError *error;
 } Bounce;
@@ -149,6 +168,7 @@ bounce_free(Bounce *b)
             kr_msg_unref(n->dsn);
     }
     g_array_unref(b->silent);
+    g_array_unref(b->succ_seen);
     kr_msg_unref(b->msg);
     g_clear_error(&b->error);
     g_free(b);
@@ -194,11 +214,23 @@ finish(Bounce *b)
     const char *id = kr_msg_queue_id(b->msg);
     Notice *fail = b->n[N_SENDER].wanted ? &b->n[N_SENDER] : &b->n[N_POSTMASTER];
     if (b->error)
-        g_warning("%s: cannot record that the delay warning was sent: %s (it may be sent again)",
+        g_warning("%s: cannot record that the delay warning or delivery status notification "
+                  "was sent: %s (it may be sent again)",
                   id, b->error->message);
+    Notice *succ = &b->n[N_SUCCESS];
     if (fail->wanted && fail->result == KR_VERDICT_DEFER) {
         kr_job_defer(b->job, "4.3.0", "non-delivery notification not queued: %s",
                      fail->why ? fail->why : "deferred");
+    } else if (b->succ_seen->len > 0 &&
+               (b->error || (succ->wanted && succ->result == KR_VERDICT_DEFER))) {
+        /* The queue manager sees dsn_success without them and asks again. */
+        mark_bounced(b, b->n[N_SENDER].which);
+        mark_bounced(b, b->n[N_POSTMASTER].which);
+        mark_bounced(b, b->silent);
+        kr_job_defer(b->job, "4.3.0", "delivery status notification not queued: %s",
+                     b->error    ? b->error->message
+                     : succ->why ? succ->why
+                                 : "deferred");
     } else {
         mark_bounced(b, b->n[N_SENDER].which);
         mark_bounced(b, b->n[N_POSTMASTER].which);
@@ -217,11 +249,24 @@ warned_done(gpointer p)
 static void
 all_injected(Bounce *b)
 {
-    Notice *d = &b->n[N_DELAY];
+    Notice *d = &b->n[N_DELAY], *sc = &b->n[N_SUCCESS];
+    gboolean rewrite = FALSE;
     if (d->wanted && d->result != KR_VERDICT_DEFER) {
         g_autofree char *now =
             g_strdup_printf("%" G_GINT64_FORMAT, g_get_real_time() / G_USEC_PER_SEC);
         kr_msg_set_attr(b->msg, "delay_warned", now);
+        rewrite = TRUE;
+    }
+    if (b->succ_seen->len > 0 && !(sc->wanted && sc->result == KR_VERDICT_DEFER)) {
+        const char *old = kr_msg_attr(b->msg, "dsn_success");
+        GString *v = g_string_new(old && *old ? old : ",");
+        for (guint k = 0; k < b->succ_seen->len; k++)
+            g_string_append_printf(v, "%u,", g_array_index(b->succ_seen, guint, k));
+        kr_msg_set_attr(b->msg, "dsn_success", v->str);
+        g_string_free(v, TRUE);
+        rewrite = TRUE;
+    }
+    if (rewrite) {
         kr_worker_run(warned_work, warned_done, b);
         return;
     }
@@ -321,16 +366,21 @@ compose_done(gpointer p)
 
 /* ---- deciding ---- */
 
+/* action NULL: each recipient's success action (delivered, relayed or
+ * expanded). */
 static DsnRcpt *
 dsn_rcpts(KrJob *job, GArray *which, const char *action)
 {
+    gboolean success = action == NULL;
     DsnRcpt *out = g_new0(DsnRcpt, MAX(which->len, 1));
     for (guint k = 0; k < which->len; k++) {
         KrRcpt *r = kr_job_rcpt(job, g_array_index(which, guint, k));
         DsnRcpt *d = &out[k];
         d->address = g_strdup(r->address);
         d->orcpt = g_strdup(r->orcpt);
-        d->action = action;
+        d->action = success ? dsn_success_action(r->state == KR_RCPT_EXPANDED,
+                                                 kr_rcpt_attr(r, "remote_mta") != NULL)
+                            : action;
         d->status = g_strdup(r->ecode);
         d->code = r->code;
         d->diag = g_strdup(r->diag);
@@ -358,6 +408,16 @@ delay_due(KrMsg *msg, const KrRcpt *r)
     return now - kr_msg_arrival(msg) >= conf->delay_warning;
 }
 
+/* Has this recipient's success been dealt with (attribute dsn_success)? */
+static gboolean
+success_seen(KrMsg *msg, const KrRcpt *r)
+{
+    const char *v = kr_msg_attr(msg, "dsn_success");
+    char key[16];
+    g_snprintf(key, sizeof key, ",%u,", r->index);
+    return v && strstr(v, key) != NULL;
+}
+
 static void
 bounce_process(KrStage *stage, KrJob *job)
 {
@@ -365,6 +425,7 @@ bounce_process(KrStage *stage, KrJob *job)
     b->job = job;
     b->msg = kr_msg_ref(kr_job_msg(job));
     b->silent = g_array_new(FALSE, FALSE, sizeof(guint));
+    b->succ_seen = g_array_new(FALSE, FALSE, sizeof(guint));
     for (int k = 0; k < N_KINDS; k++)
         b->n[k].which = g_array_new(FALSE, FALSE, sizeof(guint));
     const char *id = kr_msg_queue_id(b->msg);
@@ -375,6 +436,20 @@ bounce_process(KrStage *stage, KrJob *job)
             /* Still being tried: at most a warning; never finished here. */
             if (delay_due(b->msg, r))
                 g_array_append_val(b->n[N_DELAY].which, i);
+            continue;
+        }
+        if (r->state == KR_RCPT_DELIVERED || r->state == KR_RCPT_EXPANDED) {
+            /* A success: at most a report; never changed here. */
+            if (!(r->notify & KR_NOTIFY_SUCCESS) || success_seen(b->msg, r))
+                continue;
+            g_array_append_val(b->succ_seen, r->index);
+            if (!*sender)
+                g_message("%s: to=<%s>: NOTIFY=SUCCESS from <>: no notification", id, r->address);
+            else if (kr_rcpt_attr(r, "dsn_passed"))
+                g_message("%s: to=<%s>: NOTIFY=SUCCESS passed on: no notification from here", id,
+                          r->address);
+            else
+                g_array_append_val(b->n[N_SUCCESS].which, i);
             continue;
         }
         if (r->state != KR_RCPT_FAILED && r->code < 500) {
@@ -409,15 +484,23 @@ bounce_process(KrStage *stage, KrJob *job)
             g_array_append_vals(n->which, b->n[N_SENDER].which->data, b->n[N_SENDER].which->len);
             n->rcpts = b->n[N_SENDER].rcpts; /* shared, freed with N_SENDER */
         } else if (n->which->len > 0) {
-            n->rcpts = dsn_rcpts(job, n->which, k == N_DELAY ? "delayed" : "failed");
+            n->rcpts = dsn_rcpts(job, n->which,
+                                 k == N_SUCCESS ? NULL
+                                 : k == N_DELAY ? "delayed"
+                                                : "failed");
         } else {
             continue;
         }
         n->wanted = TRUE;
-        n->to = g_strdup(k == N_SENDER || k == N_DELAY ? sender : postmaster_address());
+        n->to = g_strdup(k == N_SENDER || k == N_DELAY || k == N_SUCCESS ? sender
+                                                                         : postmaster_address());
         any = TRUE;
     }
     if (!any) {
+        if (b->succ_seen->len > 0) {
+            all_injected(b); /* only records dsn_success */
+            return;
+        }
         mark_bounced(b, b->silent);
         kr_job_continue(job);
         bounce_free(b);
@@ -441,5 +524,5 @@ bounce_init(KrModule *mod, GError **error)
     return kr_register_stage(mod, &bounce_type, error);
 }
 
-KR_MODULE(bounce, "bounce", "1.1", "delivery status notifications (RFC 3464 DSNs)", bounce_settings,
+KR_MODULE(bounce, "bounce", "1.2", "delivery status notifications (RFC 3464 DSNs)", bounce_settings,
           sizeof(BounceConf), bounce_init, NULL);

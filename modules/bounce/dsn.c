@@ -7,6 +7,8 @@
  *   dsn_status_fields(out, orig, rcpts, n, opt)    the delivery-status body
  *   dsn_return_wanted(ret)                         RET attribute -> what to return
  *   dsn_status(ecode)                              a valid Status value
+ *   dsn_success_action(expanded, relayed)          Action of a success report
+ *   dsn_is_success(action)                         delivered/relayed/expanded?
  *
  * The message (RFC 3462 multipart/report, report-type=delivery-status):
  *
@@ -14,8 +16,9 @@
  *   To: <sender>   Subject, Date, Message-ID, Auto-Submitted: auto-replied,
  *   MIME-Version, Content-Type: multipart/report; ...; boundary="..."
  *   1. text/plain: what happened, one line per recipient (the wording
- *      depends on opt->kind: failure, delay warning, a failed bounce
- *      reported to postmaster, or postmaster's copy of a failure report)
+ *      depends on opt->kind: failure, delay warning, success (NOTIFY=
+ *      SUCCESS), a failed bounce reported to postmaster, or postmaster's
+ *      copy of a failure report)
  *   2. message/delivery-status: per-message fields (Reporting-MTA,
  *      Original-Envelope-Id, X-Kurir-Queue-ID, Arrival-Date), then per
  *      recipient (Original-Recipient, Final-Recipient, Action, Status,
@@ -24,7 +27,10 @@
  *      header block): RET=HDRS gives headers; RET=FULL or no RET gives
  *      the whole message unless it is bigger than max_return_size.
  *      Delay warnings and everything to postmaster carry the headers
- *      only.
+ *      only; success reports too, unless RET=FULL (and small enough).
+ *
+ * Success recipients (Action delivered, relayed or expanded) always get
+ * Status 2.0.0 and a 250 Diagnostic-Code.
  *
  * Every line ends in CRLF; the original's bare LFs become CRLF while it
  * is copied. The boundary is random (and contains "=_", which cannot
@@ -64,6 +70,18 @@ dsn_status(const char *e)
             return "5.0.0";
     }
     return *p ? "5.0.0" : e;
+}
+
+const char *
+dsn_success_action(gboolean expanded, gboolean relayed)
+{
+    return expanded ? "expanded" : relayed ? "relayed" : "delivered";
+}
+
+gboolean
+dsn_is_success(const char *a)
+{
+    return a && (!strcmp(a, "delivered") || !strcmp(a, "relayed") || !strcmp(a, "expanded"));
 }
 
 /* One line of printable text (UTF-8 kept, controls -> '?'). */
@@ -125,7 +143,8 @@ dsn_status_fields(GString *out, KrMsg *orig, const DsnRcpt *rcpts, guint n, cons
         const DsnRcpt *r = &rcpts[i];
         g_autofree char *addr = one_line(r->address);
         g_autofree char *diag = one_line(r->diag && *r->diag ? r->diag : "delivery failed");
-        const char *status = dsn_status(r->status);
+        gboolean ok = dsn_is_success(r->action);
+        const char *status = ok ? "2.0.0" : dsn_status(r->status);
         g_string_append(out, "\r\n");
         if (r->orcpt && strchr(r->orcpt, ';')) {
             g_autofree char *o = one_line(r->orcpt);
@@ -142,9 +161,10 @@ dsn_status_fields(GString *out, KrMsg *orig, const DsnRcpt *rcpts, guint n, cons
             g_string_append_printf(out, "Remote-MTA: dns; %s\r\n", rm);
         }
         g_string_append_printf(out, "Diagnostic-Code: smtp; %d %s %s\r\n",
-                               r->code >= 200 && r->code <= 599 ? r->code
-                               : status[0] == '4'               ? 451
-                                                                : 550,
+                               ok                                 ? 250
+                               : r->code >= 200 && r->code <= 599 ? r->code
+                               : status[0] == '4'                 ? 451
+                                                                  : 550,
                                status, diag);
         g_string_append_printf(out, "Last-Attempt-Date: %s\r\n", last);
     }
@@ -248,12 +268,15 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
     DsnReturn want = dsn_return_wanted(kr_msg_attr(orig, "ret"));
     goffset size = kr_msg_size(orig);
     gboolean too_big = opt->max_return_size > 0 && size > opt->max_return_size;
-    gboolean headers_only = want == DSN_RETURN_HEADERS || too_big || opt->kind != DSN_KIND_FAILURE;
+    gboolean headers_only = want == DSN_RETURN_HEADERS || too_big ||
+                            (opt->kind != DSN_KIND_FAILURE &&
+                             !(opt->kind == DSN_KIND_SUCCESS && want == DSN_RETURN_FULL));
     static const char *const subjects[] = {
         [DSN_KIND_FAILURE] = "Undelivered Mail Returned to Sender",
         [DSN_KIND_DELAY] = "Delayed Mail (still being retried)",
         [DSN_KIND_POSTMASTER] = "Undeliverable mail from the null sender",
         [DSN_KIND_COPY] = "Postmaster Copy: Undelivered Mail",
+        [DSN_KIND_SUCCESS] = "Successful Mail Delivery Report",
     };
 
     GString *s = g_string_new(NULL);
@@ -295,6 +318,16 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
                         "The mail system keeps trying, and will tell you if it gives up.\r\n"
                         "The headers of the message are attached below.\r\n\r\n");
         break;
+    case DSN_KIND_SUCCESS:
+        g_string_append_printf(text,
+                               "Your message was successfully delivered to the destination(s)\r\n"
+                               "listed below. If the message was delivered to a mailbox you\r\n"
+                               "will receive no further notifications. Otherwise you may\r\n"
+                               "still receive notifications of mail delivery errors from\r\n"
+                               "other systems. %s\r\n\r\n",
+                               headers_only ? "The headers of the message are attached below."
+                                            : "It is attached below.");
+        break;
     case DSN_KIND_POSTMASTER: {
         g_autofree char *id = one_line(kr_msg_queue_id(orig));
         g_string_append_printf(text,
@@ -320,8 +353,10 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
         g_autofree char *d =
             one_line(rcpts[i].diag && *rcpts[i].diag ? rcpts[i].diag : "delivery failed");
         /* "host X said" only for a permanent reply from that host. */
-        if (rcpts[i].remote_mta && *rcpts[i].remote_mta && rcpts[i].code >= 500 &&
-            rcpts[i].code <= 599 && dsn_status(rcpts[i].status)[0] == '5') {
+        if (dsn_is_success(rcpts[i].action)) {
+            g_string_append_printf(text, "<%s>: %s (%s)\r\n", a, rcpts[i].action, d);
+        } else if (rcpts[i].remote_mta && *rcpts[i].remote_mta && rcpts[i].code >= 500 &&
+                   rcpts[i].code <= 599 && dsn_status(rcpts[i].status)[0] == '5') {
             g_autofree char *rm = one_line(rcpts[i].remote_mta);
             g_string_append_printf(text, "<%s>: host %s said: %d %s %s\r\n", a, rm, rcpts[i].code,
                                    dsn_status(rcpts[i].status), d);
@@ -366,7 +401,10 @@ dsn_compose(KrMsg *dsn, KrMsg *orig, const DsnRcpt *rcpts, guint n, const DsnOpt
                            "Content-Transfer-Encoding: 8bit\r\n"
                            "\r\n",
                            boundary,
-                           headers_only ? "Undelivered Message Headers" : "Undelivered Message",
+                           opt->kind == DSN_KIND_SUCCESS
+                               ? (headers_only ? "Message Headers" : "Delivered Message")
+                           : headers_only ? "Undelivered Message Headers"
+                                          : "Undelivered Message",
                            headers_only ? "text/rfc822-headers" : "message/rfc822");
     gboolean ok = append(dsn, s, error) && copy_original(dsn, orig, headers_only, error);
     if (ok) {

@@ -19,6 +19,8 @@ typedef enum {
     DSN_KIND_DELAY,       /* to the sender: still trying (a warning only) */
     DSN_KIND_POSTMASTER,  /* to postmaster: mail from <> (a bounce) failed */
     DSN_KIND_COPY,        /* to postmaster: a copy of a failure report */
+    DSN_KIND_SUCCESS,     /* to the sender: delivered, relayed or expanded
+                           * (NOTIFY=SUCCESS); headers only unless RET=FULL */
 } DsnKind;
 
 typedef struct {
@@ -42,6 +44,12 @@ typedef struct {
     const char *remote_mta; /* or NULL */
 } DsnRcpt;
 
+/* The Action of a success report (RFC 3464 2.3.3): "expanded" for an
+ * alias or list expansion, "relayed" for a hand-over to a server that
+ * could not take the NOTIFY on, else "delivered". */
+const char *dsn_success_action(gboolean expanded, gboolean relayed);
+/* Is action one of the success actions (Status 2.0.0)? */
+gboolean dsn_is_success(const char *action);
 /* What RET asks for, from the message's "ret" attribute. */
 DsnReturn dsn_return_wanted(const char *ret_attr);
 /* A Status value for a recipient: its enhanced code if it has the form

@@ -28,7 +28,12 @@
  *   the DSN is durable, and if it does not, they stay FAILED and the
  *   bounce is retried later. DEFERRED recipients go along in that job
  *   until the message has the attribute delay_warned (the bounce stage
- *   may send a delay warning), and are left exactly as they were. Then
+ *   may send a delay warning), and are left exactly as they were. So do
+ *   DELIVERED and EXPANDED recipients with NOTIFY=SUCCESS that the
+ *   attribute dsn_success (",0,3,", set by the bounce stage once their
+ *   success report is queued) does not list yet; while any of them is
+ *   not listed after the job, the file is kept (every state saved) and
+ *   the bounce is tried again soon. Then
  *   the file is removed when every
  *   recipient is final, else it moves to deferred/ and comes back at the
  *   earliest next_try. Delivery is at-least-once: a crash between a
@@ -547,6 +552,7 @@ typedef struct {
     KrMsg *msg;
     GPtrArray *save;
     gint64 due;
+    gboolean keep; /* a success report is still owed: never remove */
     gboolean removed, moved;
     GError *error;
 } FinalOp;
@@ -559,7 +565,13 @@ final_work(gpointer p)
     for (guint i = 0; i < kr_msg_rcpt_count(op->msg); i++)
         if (!rcpt_final(kr_msg_rcpt(op->msg, i)))
             all_final = FALSE;
-    if (all_final) {
+    if (op->keep) {
+        /* The last item may have skipped saving: save every state. */
+        g_ptr_array_set_size(op->save, 0);
+        for (guint i = 0; i < kr_msg_rcpt_count(op->msg); i++)
+            g_ptr_array_add(op->save, kr_msg_rcpt(op->msg, i));
+        op->due = 0;
+    } else if (all_final) {
         /* Every recipient is final: if a crash brings the file back, its
          * deliveries are repeated (at-least-once), never lost. No need to
          * save the states of a file that goes. */
@@ -616,15 +628,29 @@ final_done(gpointer p)
 }
 
 static void
-finish_final(QMsg *qm, GPtrArray *save)
+finish_final(QMsg *qm, GPtrArray *save, gboolean keep)
 {
     FinalOp *op = g_new0(FinalOp, 1);
     op->qm = qm;
     op->msg = kr_msg_ref(qm->msg);
     op->save = save;
     op->due = 1;
+    op->keep = keep;
     Q.n_busy++;
     kr_worker_run(final_work, final_done, op);
+}
+
+/* A success report is owed for r (NOTIFY=SUCCESS, not yet in dsn_success). */
+static gboolean
+success_owed(KrMsg *msg, const KrRcpt *r)
+{
+    if ((r->state != KR_RCPT_DELIVERED && r->state != KR_RCPT_EXPANDED) ||
+        !(r->notify & KR_NOTIFY_SUCCESS))
+        return FALSE;
+    const char *v = kr_msg_attr(msg, "dsn_success");
+    char key[16];
+    g_snprintf(key, sizeof key, ",%u,", r->index);
+    return !v || !strstr(v, key);
 }
 
 static void
@@ -634,13 +660,15 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
     Q.n_busy--;
     queue_crash_point("bounce-queued");
     GPtrArray *save = g_ptr_array_new();
-    gboolean failed = FALSE;
+    gboolean failed = FALSE, owed = FALSE;
     for (guint i = 0; i < qm->bounced->len; i++) {
         RcptCopy *c = &g_array_index(qm->bounced, RcptCopy, i);
         KrRcpt *r = kr_msg_rcpt(msg, c->index);
-        /* A deferred one came along for a delay warning: it stays
-         * exactly as it was, whatever the node did. */
-        gboolean delayed = c->state == KR_RCPT_DEFERRED;
+        /* A deferred one came along for a delay warning, a delivered or
+         * expanded one for a success report: it stays exactly as it was,
+         * whatever the node did. */
+        gboolean delayed = c->state == KR_RCPT_DEFERRED || c->state == KR_RCPT_DELIVERED ||
+                           c->state == KR_RCPT_EXPANDED;
         if (!delayed && rcpt_final(r)) { /* BOUNCED (or whatever the node finished it as) */
             g_ptr_array_add(save, r);
             continue;
@@ -654,6 +682,13 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
         r->code = c->code;
         memcpy(r->ecode, c->ecode, sizeof r->ecode);
         memcpy(r->diag, c->diag, sizeof r->diag);
+        if (success_owed(msg, r))
+            owed = TRUE;
+    }
+    if (owed) {
+        g_warning("%s: could not queue the delivery status notification (%s); retrying later",
+                  qm->id, result->text ? result->text : "no reason given");
+        qm->retry_soon = TRUE;
     }
     if (failed) {
         g_warning("%s: could not queue the non-delivery notification (%s); retrying later", qm->id,
@@ -661,7 +696,7 @@ bounce_done(KrMsg *msg, const KrJobResult *result, gpointer ud)
         qm->retry_soon = TRUE;
     }
     g_clear_pointer(&qm->bounced, g_array_unref);
-    finish_final(qm, save);
+    finish_final(qm, save, owed);
 }
 
 void
@@ -681,11 +716,15 @@ qm_finish(QMsg *qm)
      * are (bounce_done). */
     g_autoptr(GArray) report = g_array_new(FALSE, FALSE, sizeof(guint));
     gboolean warn = kr_msg_attr(msg, "delay_warned") == NULL;
+    gboolean owed = FALSE; /* a success report is due */
     for (guint i = 0; i < kr_msg_rcpt_count(msg); i++) {
-        KrRcptState st = kr_msg_rcpt(msg, i)->state;
+        KrRcpt *ri = kr_msg_rcpt(msg, i);
+        KrRcptState st = ri->state;
+        gboolean succ = success_owed(msg, ri);
+        owed = owed || succ;
         if (st == KR_RCPT_FAILED)
             g_array_append_val(failed, i);
-        if (st == KR_RCPT_FAILED || (warn && st == KR_RCPT_DEFERRED))
+        if (st == KR_RCPT_FAILED || (warn && st == KR_RCPT_DEFERRED) || succ)
             g_array_append_val(report, i);
     }
     if (report->len > 0 && Q.bounce_ok && !Q.stopping) {
@@ -712,6 +751,8 @@ qm_finish(QMsg *qm)
         g_warning("%s: cannot start the bounce: %s", qm->id, err->message);
         g_clear_pointer(&qm->bounced, g_array_unref);
         qm->retry_soon = TRUE;
+        finish_final(qm, save, owed);
+        return;
     } else if (failed->len > 0 && !Q.bounce_ok) {
         for (guint k = 0; k < failed->len; k++) {
             KrRcpt *r = kr_msg_rcpt(msg, g_array_index(failed, guint, k));
@@ -722,7 +763,9 @@ qm_finish(QMsg *qm)
             g_ptr_array_add(save, r);
         }
     }
-    finish_final(qm, save);
+    /* Stopping: the file stays for the success report at the next start.
+     * No bounce node: no report can be sent; nothing is kept for it. */
+    finish_final(qm, save, owed && Q.bounce_ok);
 }
 
 /* --- entry points ----------------------------------------------------------------- */

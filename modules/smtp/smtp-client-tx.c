@@ -15,7 +15,9 @@
  * 5.6.7), an unsendable sender (553 5.1.7). With PIPELINING, MAIL, every
  * RCPT and DATA go out at once (RFC 2920) and the replies are matched in
  * order (the `expect` queue); without it, one command at a time. DSN
- * parameters (RET, ENVID, NOTIFY, ORCPT) go along when DSN is offered.
+ * parameters (RET, ENVID, NOTIFY, ORCPT) go along when DSN is offered;
+ * a recipient so accepted gets the attribute dsn_passed (no success
+ * report from here: modules/bounce/bounce.c).
  * The reply to each RCPT decides for that recipient; the reply to MAIL
  * or DATA, or to the end of the content, for all recipients still open.
  * After a failed transaction, RSET.
@@ -56,6 +58,10 @@ rcpt_reply(SmtpcSession *s, guint k, const SmtpcReply *r, const char *after)
     g_autofree char *text = smtpc_reply_oneline(r);
     KrRcpt *rc = kr_job_rcpt(s->d->sj->job, g_array_index(s->d->rcpts, guint, k));
     kr_rcpt_set_attr(rc, "remote_mta", s->cur->host);
+    /* The server offered DSN and got the NOTIFY: success reports are its
+     * business now (the bounce stage sends none; RFC 3461 4.1). */
+    if (st == KR_RCPT_DELIVERED && (s->caps.ext & SMTPC_EXT_DSN) && rc->notify)
+        kr_rcpt_set_attr(rc, "dsn_passed", "1");
     if (st == KR_RCPT_DELIVERED)
         smtpc_rcpt_result(s->d, k, st, (int)r->code, smtpc_reply_status(r), s->relay, "%u %s %s",
                           r->code, smtpc_reply_status(r), text);
