@@ -3,9 +3,10 @@
 # local-e2e.py - local delivery end to end: users managed with `kurir user`,
 # mail sent with smtplib to a real kurird, read back from the Maildir:
 # Return-Path, Delivered-To, Received, Message-ID and Date present, LF line
-# endings, ",S=" equal to the file size; a user deleted between RCPT and
-# the end of DATA is not delivered (550 5.1.1 at delivery, bounced); a full
-# disk (a 64 KiB tmpfs mounted on the user's Maildir, when we may mount)
+# endings, ",S=" equal to the file size, ",W=" to the size with CRLF; a
+# user deleted between RCPT and the end of DATA is not delivered (550 5.1.1
+# at delivery, bounced); a full disk (a 64 KiB tmpfs mounted on the user's
+# Maildir, when we may mount)
 # defers the delivery, and the retry delivers once space is back.
 import os
 import re
@@ -85,8 +86,10 @@ with Kurird(config=conf) as k:
         tap.ok(first(hs, "Date") is not None, "a Date was added")
         tap.ok(b"\r" not in msg, "the file has LF line endings")
         tap.ok(msg.endswith(b"\n\nline one\nline two\n"), "the body is intact", msg[-60:])
-        m = re.search(r",S=(\d+)$", os.path.basename(files[0]))
+        m = re.search(r",S=(\d+),W=(\d+)$", os.path.basename(files[0]))
         tap.ok(m and int(m.group(1)) == len(msg), ",S= is the file size", files[0])
+        tap.ok(m and int(m.group(2)) == len(msg) + msg.count(b"\n"),
+               ",W= is the size with CRLF line ends", files[0])
         tap.ok(re.search(r"to=<alice@localhost>, relay=local, delay=[\d.]+, status=sent "
                          r"\(delivered to maildir\)", k.read_log()),
                "the delivery is logged postfix-style")

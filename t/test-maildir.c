@@ -4,7 +4,7 @@
  * module loader into a temp DATA_DIR, deliveries made through the store
  * API (kr_store("maildir")->deliver) with messages spooled and committed
  * by the core. Checks the file layout and content (prefix first, CRLF ->
- * LF, ",S=" equal to the size on disk, modes), Maildir++ folders, name
+ * LF, ",S=" equal to the size on disk, ",W=" to the size with CRLF, modes), Maildir++ folders, name
  * validation ('..', '/', control characters, leading dots), symlinks
  * planted below DATA_DIR/mail, unique names under many concurrent
  * deliveries, and ENOSPC -> TEMPFAIL with nothing left behind (a 64 KiB
@@ -94,11 +94,12 @@ test_basic(void)
     g_assert_cmpuint(tmpfiles->len, ==, 0);
     g_assert_true(g_file_test(curd, G_FILE_TEST_IS_DIR));
 
-    /* Name: <sec>.M<usec>P<pid>Q<n>.<host>,S=<size>; the host name is
+    /* Name: <sec>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<size with CRLF
+     * line ends>; the host name is
      * "mx/test:1,x" in this config: '/', ':' and ',' escaped. */
     const char *name = files->pdata[0];
     g_autofree char *pat = g_strdup_printf("^[0-9]+\\.M[0-9]{6}P%dQ[0-9]+\\."
-                                           "mx\\\\057test\\\\0721\\\\054x,S=([0-9]+)$",
+                                           "mx\\\\057test\\\\0721\\\\054x,S=([0-9]+),W=([0-9]+)$",
                                            (int)getpid());
     g_autoptr(GMatchInfo) mi = NULL;
     g_autoptr(GRegex) re = g_regex_new(pat, 0, 0, NULL);
@@ -113,6 +114,13 @@ test_basic(void)
         g_strconcat(prefix, "Subject: hi\nFrom: a@b\n\nline one\nline two\n", NULL);
     g_assert_cmpstr(data, ==, want);
     g_assert_cmpuint(len, ==, g_ascii_strtoull(sz, NULL, 10));
+    g_autofree char *wsz = g_match_info_fetch(mi, 2);
+    gsize bare = 0;
+    for (gsize i = 0; i < len; i++)
+        if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+            bare++;
+    g_assert_cmpuint(bare, >=, 5);
+    g_assert_cmpuint(len + bare, ==, g_ascii_strtoull(wsz, NULL, 10));
 
     struct stat st;
     g_assert_cmpint(stat(path, &st), ==, 0);
@@ -148,7 +156,8 @@ test_lf_content(void)
     gsize len;
     g_assert_true(g_file_get_contents(path, &data, &len, NULL));
     g_assert_cmpmem(data, len, "A: b\n\nx\ry\nz", 11);
-    g_assert_true(g_str_has_suffix(files->pdata[0], ",S=11"));
+    /* 3 LFs, none after a CR (the lone CR stays): 11 + 3 with CRLF */
+    g_assert_true(g_str_has_suffix(files->pdata[0], ",S=11,W=14"));
 }
 
 static void
@@ -334,7 +343,7 @@ test_concurrent(void)
             char *base = g_strndup(files->pdata[i], strcspn(files->pdata[i], ","));
             g_assert_false(g_hash_table_contains(seen, base));
             g_hash_table_add(seen, base);
-            g_assert_true(g_str_has_suffix(files->pdata[i], ",S=20"));
+            g_assert_true(g_str_has_suffix(files->pdata[i], ",S=20,W=23"));
         }
         total += files->len;
     }

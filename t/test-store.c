@@ -12,8 +12,10 @@
  * sessions told, own changes not reported, CONDSTORE unchanged_since);
  * expunge; append; copy and move (UIDPLUS answers); cached blobs;
  * folder create/list/rename/delete/subscriptions/status; the exclusive
- * (POP3) lock; watches on delivery; and deliveries racing sessions in
- * threads and in a second process without loss or index damage.
+ * (POP3) lock; watches on delivery; deliveries racing sessions in
+ * threads and in a second process without loss or index damage; CRLF
+ * sizes from ",W=" in file names (trusted only when the file's size
+ * agrees; deliveries write it) and views shared between sessions.
  */
 #include "testlib.h"
 #include "../core/kr-startup.h"
@@ -790,6 +792,139 @@ test_concurrent(void)
     g_string_free(want, TRUE);
 }
 
+/* --- sizes from ",W=" in file names --------------------------------------- */
+
+static gint64
+size_of_guid(KrMailbox *mb, const char *guid)
+{
+    for (guint32 s = 1; s <= ops->count(mb); s++)
+        if (strcmp(ops->msg(mb, s)->guid, guid) == 0)
+            return ops->msg(mb, s)->size;
+    g_assert_not_reached();
+    return -1;
+}
+
+static void
+test_vsize_names(void)
+{
+    /* 17 bytes on disk, 3 bare LFs: 20 with CRLF line ends. */
+    const char *lf = "Subject: w\n\nbody\n";
+    g_assert_cmpint(strlen(lf), ==, 17);
+    /* A plausible W= that is not the real count: taken from the name,
+     * which shows the file is not read. */
+    put_file("wyn", NULL, "new", "2000.A.host,S=17,W=25", lf);
+    /* A correct W= on an unreadable file: still sized from the name. */
+    put_file("wyn", NULL, "cur", "2001.B.host,S=17,W=20:2,S", lf);
+    g_autofree char *home = home_of("wyn", NULL);
+    g_autofree char *locked = g_build_filename(home, "cur", "2001.B.host,S=17,W=20:2,S", NULL);
+    g_assert_cmpint(chmod(locked, 0), ==, 0);
+    /* Lying or broken names: caught, the file is read (20). */
+    put_file("wyn", NULL, "new", "2002.C.host,S=17,W=5", lf);              /* W < size */
+    put_file("wyn", NULL, "new", "2003.D.host,W=99999", lf);               /* W > 2 * size */
+    put_file("wyn", NULL, "new", "2004.E.host,S=99,W=30", lf);             /* S is not the size */
+    put_file("wyn", NULL, "new", "2005.F.host,S=17,W=25x", lf);            /* not a number */
+    put_file("wyn", NULL, "new", "2006.G.host,W=-25", lf);                 /* signed */
+    put_file("wyn", NULL, "new", "2007.H.host,W=1234567890123456789", lf); /* too long */
+    /* No W=: read; mixed line ends (one CRLF, two bare LFs): 18 + 2. */
+    put_file("wyn", NULL, "new", "2008.I.host,S=18", "Subject: m\r\n\nbody\n");
+    put_file("wyn", NULL, "new", "2009.J.host", "x\r");
+
+    KrMailbox *mb = open_mb("wyn", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 10);
+    g_assert_cmpint(size_of_guid(mb, "2000.A.host,S=17,W=25"), ==, 25);
+    g_assert_cmpint(size_of_guid(mb, "2001.B.host,S=17,W=20"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2002.C.host,S=17,W=5"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2003.D.host,W=99999"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2004.E.host,S=99,W=30"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2005.F.host,S=17,W=25x"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2006.G.host,W=-25"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2007.H.host,W=1234567890123456789"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2008.I.host,S=18"), ==, 20);
+    g_assert_cmpint(size_of_guid(mb, "2009.J.host"), ==, 2);
+    KrMailboxStatus st;
+    ops->get_status(mb, &st);
+    g_assert_cmpint(st.size, ==, 25 + 20 * 8 + 2);
+    ops->close(mb);
+    g_assert_cmpint(chmod(locked, 0600), ==, 0);
+
+    /* A delivery names its file ",S=<disk size>,W=<CRLF size>". */
+    g_autoptr(KrMsg) msg = make_msg("Subject: d\r\n\r\nbody\r\nlast\n");
+    GError *err = NULL;
+    g_assert_cmpint(store->deliver(store->self, "wyd@localhost", NULL, msg, NULL, &err), ==,
+                    KR_STORE_OK);
+    g_assert_no_error(err);
+    g_autofree char *dhome = home_of("wyd", NULL);
+    g_autofree char *dnew = g_build_filename(dhome, "new", NULL);
+    GDir *d = g_dir_open(dnew, 0, &err);
+    g_assert_no_error(err);
+    const char *name = g_dir_read_name(d);
+    g_assert_nonnull(name);
+    g_autofree char *fname = g_strdup(name);
+    g_assert_null(g_dir_read_name(d));
+    g_dir_close(d);
+    /* on disk with LF ends: "Subject: d\n\nbody\nlast\n" */
+    g_assert_true(g_str_has_suffix(fname, ",S=22,W=26"));
+    /* Sized from the name even when unreadable, index or not. */
+    g_autofree char *dpath = g_build_filename(dnew, fname, NULL);
+    g_assert_cmpint(chmod(dpath, 0), ==, 0);
+    mb = open_mb("wyd", NULL, 0);
+    g_assert_cmpuint(ops->count(mb), ==, 1);
+    g_assert_cmpint(ops->msg(mb, 1)->size, ==, 26);
+    ops->close(mb);
+    g_assert_cmpint(chmod(dpath, 0600), ==, 0);
+    mb = open_mb("wyd", NULL, 0);
+    g_autofree char *c = content_of(mb, 1);
+    /* stored with LF ends: 22 bytes, 4 of them bare LFs */
+    g_assert_cmpstr(c, ==, "Subject: d\n\nbody\nlast\n");
+    g_assert_cmpint(ops->msg(mb, 1)->size, ==, 26);
+    ops->close(mb);
+}
+
+/* Sessions opened on an unchanged folder share one view: a session's
+ * own changes stay its own until the others sync. */
+static void
+test_shared_view(void)
+{
+    put_file("shv", NULL, "cur", "3000.A.host:2,", "Subject: a\n\na\n");
+    put_file("shv", NULL, "cur", "3001.B.host:2,", "Subject: b\n\nb\n");
+    KrMailbox *a = open_mb("shv", NULL, 0);
+    KrMailbox *b = open_mb("shv", NULL, 0);
+    const KrMailboxMsg *bm = ops->msg(b, 2);
+    g_assert_cmpuint(bm->flags, ==, 0);
+    GError *err = NULL;
+    guint32 uid = 2;
+    g_assert_true(ops->set_flags(a, &uid, 1, KR_FLAGS_ADD, KR_FLAG_FLAGGED, NULL, 0, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ops->msg(a, 2)->flags, ==, KR_FLAG_FLAGGED);
+    /* b's view (and the pointer it got) did not change under it */
+    g_assert_cmpuint(bm->flags, ==, 0);
+    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, 0);
+    /* a new session sees the change */
+    KrMailbox *c = open_mb("shv", NULL, 0);
+    g_assert_cmpuint(ops->msg(c, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpstr(ops->msg(c, 1)->guid, ==, "3000.A.host");
+    ops->close(a);
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(b, &ch, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
+    g_assert_cmpuint(g_array_index(ch.changed_seqs, guint32, 0), ==, 2);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpstr(ops->msg(b, 2)->guid, ==, "3001.B.host");
+    /* expunge in b: c still has both until it syncs */
+    g_assert_true(ops->expunge(b, &uid, 1, FALSE, NULL, &err));
+    g_assert_no_error(err);
+    ops->close(b);
+    g_assert_cmpuint(ops->count(c), ==, 2);
+    g_assert_cmpstr(ops->msg(c, 2)->guid, ==, "3001.B.host");
+    g_assert_true(ops->sync(c, &ch, &err));
+    g_assert_cmpuint(ch.expunged_uids->len, ==, 1);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(ops->count(c), ==, 1);
+    ops->close(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -829,6 +964,8 @@ main(int argc, char **argv)
     g_test_add_func("/store/folders-append-copy", test_folders_append_copy);
     g_test_add_func("/store/exclusive", test_exclusive);
     g_test_add_func("/store/concurrent", test_concurrent);
+    g_test_add_func("/store/vsize-names", test_vsize_names);
+    g_test_add_func("/store/shared-view", test_shared_view);
     int rc = g_test_run();
     kr_shutdown_modules();
     return rc;

@@ -11,9 +11,12 @@
  *
  * Files are mode 0600 and use LF line endings (kr_msg_write_to_fd with
  * lf=TRUE; the prefix is written as given, so give it with "\n"). The
- * ",S=<size>" suffix is the size of the file on disk (fstat after the
- * write), which is what POP3 STAT/LIST and IMAP RFC822.SIZE readers of
- * this Maildir will take from the name.
+ * name ends in ",S=<size>,W=<vsize>" (Maildir++, as Dovecot writes):
+ * S is the size of the file on disk (fstat after the write), W its size
+ * with CRLF line ends (S plus the LFs not preceded by CR, counted over
+ * the bytes just written, from the page cache), which POP3 LIST and IMAP
+ * RFC822.SIZE report: the store's scan and other readers of this
+ * Maildir take both from the name without opening the file.
  *
  * Durability: the file is fsync'd before it is linked into new/, and
  * new/ is fsync'd after, through kr_sync_dir (kr-sync.h): deliveries
@@ -21,6 +24,7 @@
  */
 #include "maildir-deliver.h"
 #include "maildir-path.h"
+#include "maildir-store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,12 +65,13 @@ errno_fail(GError **error, int e, const char *what, const char *dir, const char 
     return KR_STORE_TEMPFAIL;
 }
 
-/* Write and fsync tmp/name; its size on disk in *size_r. */
+/* Write and fsync tmp/name; its size on disk in *size_r, with CRLF line
+ * ends in *vsize_r. */
 static KrStoreResult
 write_tmp(int tmp_dir, const char *name, KrMsg *msg, const char *prefix, goffset *size_r,
-          GError **error)
+          gint64 *vsize_r, GError **error)
 {
-    int fd = openat(tmp_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = openat(tmp_dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno_fail(error, errno, "cannot create", "tmp", name);
     g_autoptr(GError) err = NULL;
@@ -79,6 +84,8 @@ write_tmp(int tmp_dir, const char *name, KrMsg *msg, const char *prefix, goffset
         r = errno_fail(error, errno, "cannot fsync", "tmp", name);
     } else if (fstat(fd, &st) < 0) {
         r = errno_fail(error, errno, "cannot stat", "tmp", name);
+    } else if ((*vsize_r = md_file_vsize(fd)) < 0) {
+        r = errno_fail(error, errno, "cannot read back", "tmp", name);
     } else {
         *size_r = st.st_size;
     }
@@ -119,13 +126,14 @@ maildir_deliver(const char *mail_dir, const char *host, const char *user, const 
     g_autofree char *name = NULL;
     g_autoptr(GError) err = NULL;
     goffset size = 0;
+    gint64 vsize = 0;
     /* A clash in tmp/ means a clock step or a pid reused within the same
      * microsecond: take a fresh name (the counter moved on). */
     for (int tries = 0;; tries++) {
         g_free(name);
         name = maildir_unique_name(host);
         g_clear_error(&err);
-        r = write_tmp(fds.tmp, name, msg, prefix, &size, &err);
+        r = write_tmp(fds.tmp, name, msg, prefix, &size, &vsize, &err);
         if (r == KR_STORE_OK || tries >= 2 ||
             !g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_EXIST))
             break;
@@ -138,7 +146,8 @@ maildir_deliver(const char *mail_dir, const char *host, const char *user, const 
         return r;
     }
 
-    g_autofree char *final = g_strdup_printf("%s,S=%" G_GINT64_FORMAT, name, (gint64)size);
+    g_autofree char *final =
+        g_strdup_printf("%s,S=%" G_GINT64_FORMAT ",W=%" G_GINT64_FORMAT, name, (gint64)size, vsize);
     r = link_new(&fds, name, final, error);
     if (r != KR_STORE_OK) {
         unlinkat(fds.tmp, name, 0);

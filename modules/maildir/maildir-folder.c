@@ -14,6 +14,7 @@
  *   md_folder_sync(f, fds, force, error) index and directories -> f->idx
  *   md_folder_sync_locked(...)           the same under the index lock
  *   md_file_vsize(fd)                    size with CRLF line ends
+ *   md_name_field(name, key)             ",S=" / ",W=" of a file name
  *
  * DESCRIPTION
  *   One MdFolder per folder directory lives in a process-wide table while
@@ -30,7 +31,10 @@
  *   (a change within the same clock tick as the scan would otherwise go
  *   unseen). The scan, under the index lock:
  *     - a file whose base name the index does not know: a new message
- *       (sizes read from the file; UIDs given in file name order);
+ *       (UIDs given in file name order); its CRLF size is taken from
+ *       ",W=<n>" in the name when the name has it and the stat size
+ *       agrees (size <= W <= 2 * size, ",S=" if present == size): the
+ *       file is only stat'ed; else the file is read to count bare LFs;
  *     - an index entry whose file is in neither directory: expunged (after
  *       a second look, in case another program was renaming it);
  *     - a file whose location or ":2," flags differ from the index:
@@ -73,6 +77,8 @@ md_folder_key(const char *user, const char *folder, GError **error)
 static void
 folder_free(MdFolder *f)
 {
+    if (f->snap)
+        g_array_unref(f->snap);
     md_index_clear(&f->idx);
     g_mutex_clear(&f->lock);
     g_mutex_clear(&f->watch_lock);
@@ -317,17 +323,57 @@ file_state(const ScanFile *sf, guint32 *flags_r, guint32 *kw_r, char **odd_r)
         *odd_r = g_strdup(sf->name);
 }
 
+/* The value of ",<key>=<digits>" in the base of a file name (before
+ * ':'; Maildir++ ",S=" and ",W="), -1 if absent or not a sane number
+ * (1 to 15 digits, no sign, ending at ',' or the end of the base). */
+gint64
+md_name_field(const char *name, char key)
+{
+    gsize bl = md_base_len(name);
+    char pat[4] = {',', key, '=', 0};
+    for (const char *p = name; (p = g_strstr_len(p, (gssize)(bl - (gsize)(p - name)), pat)); p++) {
+        const char *d = p + 3;
+        gint64 v = 0;
+        int n = 0;
+        while (d < name + bl && g_ascii_isdigit(*d) && n < 16) {
+            v = v * 10 + (*d - '0');
+            d++;
+            n++;
+        }
+        if (n >= 1 && n <= 15 && (d == name + bl || *d == ','))
+            return v;
+    }
+    return -1;
+}
+
 /* A new file: stat and size it; FALSE to skip it (vanished, not a
- * regular file). */
+ * regular file). The CRLF size comes from ",W=" in the name when it is
+ * there and agrees with the file (its stat size, and ",S=" if given:
+ * size <= W <= 2 * size, since W adds at most one CR per byte);
+ * otherwise the file is read (md_file_vsize). */
 static gboolean
 size_new_file(const MaildirFds *fds, const ScanFile *sf, gint64 *size_r, gint64 *vsize_r,
               gint64 *date_r)
 {
     int sub = sf->in_new ? fds->new_ : fds->cur;
+    struct stat st;
+    gint64 w = md_name_field(sf->name, 'W');
+    if (w >= 0) {
+        /* Names written by kurir (and Dovecot): stat only, no open. */
+        if (fstatat(sub, sf->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            return FALSE;
+        gint64 sz = md_name_field(sf->name, 'S');
+        if (w >= st.st_size && w <= 2 * (gint64)st.st_size && (sz < 0 || sz == st.st_size)) {
+            *size_r = st.st_size;
+            *date_r = st.st_mtim.tv_sec;
+            *vsize_r = w;
+            return TRUE;
+        }
+        /* The name contradicts the file: read it. */
+    }
     int fd = openat(sub, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return FALSE;
-    struct stat st;
     gboolean ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     if (ok) {
         *size_r = st.st_size;

@@ -14,10 +14,12 @@
  *   A KrMailbox holds the folder's open directories (so a renamed folder
  *   keeps working for the session), a reference on the shared MdFolder,
  *   and its view: KrMailboxMsg copies, each holding a reference on the
- *   message's guid string. sync() merges the folder's current entries
- *   into the view (both are in UID order) and reports the differences;
- *   set_flags() writes its changes into the view at once so that sync()
- *   reports only other sessions' changes.
+ *   message's guid string. Sessions opened on an unchanged folder share
+ *   one view array (the folder's snapshot, MdFolder.snap): opening an
+ *   indexed folder costs no per-message work; a session copies the array
+ *   before changing it (set_flags), and sync() builds a new one. sync() merges the folder's current
+ * entries into the view (both are in UID order) and reports the differences; set_flags() writes its
+ * changes into the view at once so that sync() reports only other sessions' changes.
  *
  *   File operations (rename for flags, unlink for expunge, link/rename for
  *   copy/move) are made under the folder's index lock. A file that is not
@@ -47,7 +49,8 @@ struct KrMailbox {
     MaildirFds fds;
     unsigned flags;
     int lock_fd;
-    GArray *view; /* KrMailboxMsg, ascending UID */
+    GArray *view;         /* KrMailboxMsg, ascending UID; frees guids when dropped */
+    gboolean view_shared; /* view may be another session's too: copy first */
     guint32 uidvalidity, uidnext;
     guint64 highestmodseq;
     guint64 synced_version; /* f->idx.version the view reflects */
@@ -131,11 +134,37 @@ md_keywords_bits(MdIndex *idx, MdTxn *txn, const char *const *names, guint32 *bi
 }
 
 static void
-view_clear(GArray *view)
+msg_clear(gpointer p)
 {
-    for (guint i = 0; i < view->len; i++)
-        g_ref_string_release((char *)g_array_index(view, KrMailboxMsg, i).guid);
-    g_array_set_size(view, 0);
+    KrMailboxMsg *m = p;
+    if (m->guid)
+        g_ref_string_release((char *)m->guid);
+}
+
+static GArray *
+view_new(guint n)
+{
+    GArray *v = g_array_sized_new(FALSE, FALSE, sizeof(KrMailboxMsg), n);
+    g_array_set_clear_func(v, msg_clear);
+    return v;
+}
+
+/* Make the session's view its own before changing it in place. */
+static void
+view_own(KrMailbox *mb)
+{
+    if (!mb->view_shared)
+        return;
+    GArray *old = mb->view;
+    GArray *v = view_new(old->len);
+    g_array_append_vals(v, old->data, old->len);
+    for (guint i = 0; i < v->len; i++) {
+        KrMailboxMsg *m = &g_array_index(v, KrMailboxMsg, i);
+        m->guid = g_ref_string_acquire((char *)m->guid);
+    }
+    g_array_unref(old);
+    mb->view = v;
+    mb->view_shared = FALSE;
 }
 
 static void
@@ -164,19 +193,32 @@ take_counters(KrMailbox *mb)
     mb->synced_version = idx->version;
 }
 
-/* Under f->lock. */
+/* Under f->lock: the view is the folder's snapshot, built if the index
+ * changed since it was taken. */
 static void
 view_build(KrMailbox *mb)
 {
-    MdIndex *idx = &mb->f->idx;
-    view_clear(mb->view);
-    g_array_set_size(mb->view, idx->entries->len);
-    for (guint i = 0; i < idx->entries->len; i++) {
-        MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
-        KrMailboxMsg *m = &g_array_index(mb->view, KrMailboxMsg, i);
-        msg_from_entry(m, e);
-        m->guid = g_ref_string_acquire(e->base);
+    MdFolder *f = mb->f;
+    MdIndex *idx = &f->idx;
+    if (!f->snap || f->snap_version != idx->version || f->snap_uidvalidity != idx->uidvalidity) {
+        GArray *v = view_new(idx->entries->len);
+        g_array_set_size(v, idx->entries->len);
+        for (guint i = 0; i < idx->entries->len; i++) {
+            MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
+            KrMailboxMsg *m = &g_array_index(v, KrMailboxMsg, i);
+            msg_from_entry(m, e);
+            m->guid = g_ref_string_acquire(e->base);
+        }
+        if (f->snap)
+            g_array_unref(f->snap);
+        f->snap = v;
+        f->snap_version = idx->version;
+        f->snap_uidvalidity = idx->uidvalidity;
     }
+    if (mb->view)
+        g_array_unref(mb->view);
+    mb->view = g_array_ref(f->snap);
+    mb->view_shared = TRUE;
     take_counters(mb);
 }
 
@@ -235,7 +277,7 @@ mb_open(gpointer self, const char *user, const char *name, unsigned flags, GErro
     mb->flags = flags;
     mb->lock_fd = -1;
     mb->fds = (MaildirFds)MAILDIR_FDS_INIT;
-    mb->view = g_array_new(FALSE, FALSE, sizeof(KrMailboxMsg));
+    mb->view = view_new(0);
     if (!md_open_fds(md, user, folder, folder == NULL, &mb->fds, error))
         goto fail;
     if (flags & KR_MAILBOX_EXCLUSIVE) {
@@ -268,7 +310,6 @@ fail:
     if (mb->lock_fd >= 0)
         close(mb->lock_fd);
     maildir_fds_close(&mb->fds);
-    view_clear(mb->view);
     g_array_unref(mb->view);
     g_free(mb->user);
     g_free(mb->folder);
@@ -308,7 +349,6 @@ mb_close(KrMailbox *mb)
     if (mb->lock_fd >= 0)
         close(mb->lock_fd);
     maildir_fds_close(&mb->fds);
-    view_clear(mb->view);
     g_array_unref(mb->view);
     g_strfreev(mb->keywords);
     g_free(mb->user);
@@ -345,7 +385,7 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
     }
     guint nkw_before = g_strv_length(mb->keywords);
     GArray *old = mb->view;
-    GArray *view = g_array_sized_new(FALSE, FALSE, sizeof(KrMailboxMsg), idx->entries->len);
+    GArray *view = view_new(idx->entries->len);
     GArray *exp_seqs = NULL, *exp_uids = NULL, *changed = NULL;
     if (ch) {
         exp_seqs = g_array_new(FALSE, FALSE, sizeof(guint32));
@@ -365,12 +405,12 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
                 g_array_append_val(exp_seqs, seq);
                 g_array_append_val(exp_uids, o->uid);
             }
-            g_ref_string_release((char *)o->guid);
             i++;
             continue;
         }
         if (o && e && o->uid == e->uid) {
             KrMailboxMsg m = *o;
+            m.guid = g_ref_string_acquire((char *)o->guid);
             if (o->modseq != e->modseq || o->flags != e->flags || o->keywords != e->keywords) {
                 gboolean report = o->flags != e->flags || o->keywords != e->keywords;
                 msg_from_entry(&m, e);
@@ -394,9 +434,9 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
         }
         j++;
     }
-    g_array_set_size(old, 0); /* guids moved or released above */
-    g_array_unref(old);
+    g_array_unref(old); /* releases its guids if no other session has it */
     mb->view = view;
+    mb->view_shared = FALSE;
     take_counters(mb);
     g_mutex_unlock(&f->lock);
     if (ch) {
@@ -630,6 +670,8 @@ mb_set_flags(KrMailbox *mb, const guint32 *uids, guint n, KrFlagsOp op, guint32 
     }
     if (ok) {
         /* Our own changes go into the view now (sync won't report them). */
+        if (done->len)
+            view_own(mb);
         for (guint i = 0; i < done->len; i++) {
             guint32 uid = g_array_index(done, guint32, i);
             guint32 seq = mb_seq_of_uid(mb, uid);

@@ -50,6 +50,11 @@ struct MdFolder {
     guint64 changes; /* atomic: change counter */
     GMutex watch_lock;
     GList *watchers; /* KrMailbox * with a watch set */
+    /* Under lock: the view sessions opened at index version snap_version
+     * share (KrMailboxMsg, holding guid refs; GArray refcounted). */
+    GArray *snap;
+    guint64 snap_version;
+    guint32 snap_uidvalidity;
 };
 
 extern const KrMailboxOps maildir_mailbox_ops;
@@ -72,6 +77,8 @@ gboolean md_folder_sync(MdFolder *f, const MaildirFds *fds, gboolean force, GErr
 gboolean md_folder_sync_locked(MdFolder *f, const MaildirFds *fds, gboolean force, GError **error);
 /* Size with CRLF line ends of an open file; -1 on error. */
 gint64 md_file_vsize(int fd);
+/* The number in ",<key>=<digits>" of a file name's base; -1: none. */
+gint64 md_name_field(const char *name, char key);
 
 /* maildir-mailbox.c: helpers shared with maildir-folders.c */
 /* Run the watch of session mb (a KrMailbox *); under f->watch_lock. */
