@@ -313,6 +313,32 @@ with Kurird(config=conf) as k:
     u, t = c.cmd("UID SEARCH RETURN (COUNT) ALL")
     tap.ok(u and re.search(rb"^\* ESEARCH \(TAG \"t\d+\"\) UID COUNT 6$", u[0]), "UID SEARCH RETURN (COUNT)", u)
 
+    # Header keys come from the cached ENVELOPE: after FETCH ENVELOPE, a
+    # message file rewritten in place (same size, other Subject/From) is not
+    # read again by SUBJECT / FROM / HEADER Message-ID.
+    u, t = c.cmd("FETCH 1:* (ENVELOPE)")
+    tap.eq(status_of(t), "OK", "FETCH 1:* ENVELOPE fills the cache")
+    inbox = k.maildir("bob")
+    patched = []
+    for sub in ("cur", "new"):
+        for name in os.listdir(os.path.join(inbox, sub)):
+            path = os.path.join(inbox, sub, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            if b"Subject: plain one" in data:
+                with open(path, "r+b") as f:
+                    f.write(data.replace(b"Subject: plain one", b"Subject: XXXXX one")
+                            .replace(b"Alice Example <alice@", b"Zzzzz Example <zzzzz@").replace(b"<p1@", b"<q9@"))
+                patched.append((path, data))
+    tap.eq(len(patched), 1, "the first message's file found and rewritten")
+    tap.eq(search('SUBJECT "PLAIN one"'), [1], "SEARCH SUBJECT after FETCH ENVELOPE: from the cache")
+    tap.eq(search("SUBJECT XXXXX"), [], "SEARCH SUBJECT does not read the rewritten file")
+    tap.eq(search("FROM ALICE"), [1], "SEARCH FROM from the cached ENVELOPE (case-insensitive)")
+    tap.eq(search('HEADER Message-ID "p1@"'), [1], "SEARCH HEADER Message-ID from the cache")
+    for path, data in patched:
+        with open(path, "r+b") as f:
+            f.write(data)
+
     # --- COPY, MOVE, EXPUNGE -----------------------------------------------------
     u, t = c.cmd("COPY 1:2 Archive")
     tap.ok(re.search(rb"OK \[COPYUID \d+ 1:2 1:2\]", t), "COPY: OK [COPYUID v 1:2 1:2]", t)

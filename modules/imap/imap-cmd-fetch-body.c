@@ -7,10 +7,11 @@
  *   The only place the session code meets the MIME layer (imap-mime.h).
  *
  * SYNOPSIS
- *   imap_msginfo_get(s, uid, &fd, error)     (worker) cached or parsed
+ *   imap_msginfo_get(s, uid, &fd, texts_only, error)  (worker) cached or parsed
  *   imap_msginfo_free(mi)
- *   imap_msginfo_envelope(mi)                "(date subject ...)"
- *   imap_msginfo_body(mi, extended)          BODY / BODYSTRUCTURE text
+ *   imap_msginfo_envelope(mi, &len)          "(date subject ...)"
+ *   imap_msginfo_body(mi, extended, &len)    BODY / BODYSTRUCTURE text
+ *   imap_msginfo_envelope_dup(s, uid, error) ENVELOPE text for SEARCH
  *   imap_msginfo_stream(s, mi, uid, fd, sec, &size, error)
  *                                            a section's octets, in chunks
  *   imap_secstream_read(st, buf, len, error), imap_secstream_free(st)
@@ -47,7 +48,8 @@ need_fd(ImapSession *s, guint32 uid, int *fd, GError **error)
 }
 
 struct ImapMsgInfo {
-    ImapMimeMessage *mime;
+    ImapMimeMessage *mime; /* NULL: texts straight from blob */
+    GBytes *blob;
 };
 
 static ImapMimeMessage *
@@ -65,12 +67,28 @@ parse_and_cache(ImapSession *s, guint32 uid, int fd, GError **error)
     return mime;
 }
 
+/* Does the blob's prefix give all three texts? */
+static gboolean
+texts_ok(GBytes *blob)
+{
+    const char *t;
+    gsize l;
+    return imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &l) &&
+           imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &t, &l) &&
+           imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &l);
+}
+
 ImapMsgInfo *
-imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, GError **error)
+imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, gboolean texts_only, GError **error)
 {
     GBytes *blob = NULL;
     ImapMimeMessage *mime = NULL;
     if (imap_g.ops->cache_get(s->mb, uid, &blob, NULL) && blob) {
+        if (texts_only && texts_ok(blob)) {
+            ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
+            mi->blob = blob;
+            return mi;
+        }
         mime = imap_mime_cache_load(blob, NULL);
         g_bytes_unref(blob);
     }
@@ -92,19 +110,62 @@ imap_msginfo_free(ImapMsgInfo *mi)
     if (!mi)
         return;
     imap_mime_message_free(mi->mime);
+    if (mi->blob)
+        g_bytes_unref(mi->blob);
     g_free(mi);
 }
 
-const char *
-imap_msginfo_envelope(const ImapMsgInfo *mi)
+static const char *
+text_of(const ImapMsgInfo *mi, ImapMimeCacheText which, gsize *len)
 {
-    return imap_mime_envelope(mi->mime);
+    const char *t = NULL;
+    if (!mi->mime) {
+        if (!imap_mime_cache_text(mi->blob, which, &t, len))
+            g_assert_not_reached(); /* checked by texts_ok() */
+        return t;
+    }
+    t = which == IMAP_MIME_CACHE_ENVELOPE ? imap_mime_envelope(mi->mime)
+        : which == IMAP_MIME_CACHE_BODY   ? imap_mime_body(mi->mime)
+                                          : imap_mime_bodystructure(mi->mime);
+    *len = strlen(t);
+    return t;
 }
 
 const char *
-imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended)
+imap_msginfo_envelope(const ImapMsgInfo *mi, gsize *len)
 {
-    return extended ? imap_mime_bodystructure(mi->mime) : imap_mime_body(mi->mime);
+    return text_of(mi, IMAP_MIME_CACHE_ENVELOPE, len);
+}
+
+const char *
+imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended, gsize *len)
+{
+    return text_of(mi, extended ? IMAP_MIME_CACHE_BODYSTRUCTURE : IMAP_MIME_CACHE_BODY, len);
+}
+
+char *
+imap_msginfo_envelope_dup(ImapSession *s, guint32 uid, GError **error)
+{
+    GBytes *blob = NULL;
+    if (imap_g.ops->cache_get(s->mb, uid, &blob, NULL) && blob) {
+        const char *t;
+        gsize len;
+        char *r = imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &len) ? g_strndup(t, len)
+                                                                                 : NULL;
+        g_bytes_unref(blob);
+        if (r)
+            return r;
+    }
+    int fd = imap_g.ops->open_content(s->mb, uid, error);
+    if (fd < 0)
+        return NULL;
+    ImapMimeMessage *mime = parse_and_cache(s, uid, fd, error);
+    close(fd);
+    if (!mime)
+        return NULL;
+    char *r = g_strdup(imap_mime_envelope(mime));
+    imap_mime_message_free(mime);
+    return r;
 }
 
 /* A section call failed because the file changed: parse it again. */

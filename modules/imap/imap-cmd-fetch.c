@@ -294,14 +294,14 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     d->sec_next = 0;
     gboolean need_mi =
         (a->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) != 0;
-    gboolean need_fd = FALSE;
+    gboolean need_fd = FALSE, texts_only = TRUE;
     for (guint i = 0; i < a->n_sections; i++) {
         need_fd = TRUE;
         if (!whole_message(&a->sections[i]))
-            need_mi = TRUE;
+            need_mi = TRUE, texts_only = FALSE;
     }
     g_autoptr(GError) e = NULL;
-    if ((need_mi && !(d->mi = imap_msginfo_get(s, uid, &d->fd, &e))) ||
+    if ((need_mi && !(d->mi = imap_msginfo_get(s, uid, &d->fd, texts_only, &e))) ||
         (need_fd && d->fd < 0 && (d->fd = ops->open_content(s->mb, uid, &e)) < 0)) {
         msg_end(d);
         if (g_error_matches(e, KR_STORE_ERROR, KR_STORE_ERROR_NO_MESSAGE)) {
@@ -337,17 +337,24 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
         item(d, out);
         g_string_append_printf(out, "MODSEQ (%" G_GUINT64_FORMAT ")", m->modseq);
     }
+    gsize len = 0;
     if (a->items & IMAP_FETCH_ENVELOPE) {
         item(d, out);
-        g_string_append_printf(out, "ENVELOPE %s", imap_msginfo_envelope(d->mi));
+        g_string_append(out, "ENVELOPE ");
+        const char *t = imap_msginfo_envelope(d->mi, &len);
+        g_string_append_len(out, t, (gssize)len);
     }
     if (a->items & IMAP_FETCH_BODY) {
         item(d, out);
-        g_string_append_printf(out, "BODY %s", imap_msginfo_body(d->mi, FALSE));
+        g_string_append(out, "BODY ");
+        const char *t = imap_msginfo_body(d->mi, FALSE, &len);
+        g_string_append_len(out, t, (gssize)len);
     }
     if (a->items & IMAP_FETCH_BODYSTRUCTURE) {
         item(d, out);
-        g_string_append_printf(out, "BODYSTRUCTURE %s", imap_msginfo_body(d->mi, TRUE));
+        g_string_append(out, "BODYSTRUCTURE ");
+        const char *t = imap_msginfo_body(d->mi, TRUE, &len);
+        g_string_append_len(out, t, (gssize)len);
     }
     return TRUE;
 }

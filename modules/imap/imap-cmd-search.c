@@ -11,9 +11,15 @@
  *
  * DESCRIPTION
  *   Keys are evaluated per message in the worker, cheapest first: flags,
- *   sizes, dates, UIDs and sequence numbers come from the store's view;
- *   only keys on headers and text open the message file, which GMime
- *   parses once per message (then dropped). String keys match
+ *   sizes, dates, UIDs and sequence numbers come from the store's view.
+ *   SUBJECT, FROM, TO, CC, BCC and HEADER of a field the ENVELOPE holds
+ *   (Date, Subject, From, To, Cc, Bcc, In-Reply-To, Message-ID) are
+ *   answered from the ENVELOPE text in the store's per-message cache
+ *   blob; a message without one is parsed by the MIME layer (no GMime)
+ *   and its blob stored, as FETCH does, so the next search opens no file.
+ *   Other keys on headers and text open the message file, which GMime
+ *   parses once per message (then dropped). Needles are case-folded
+ *   once per SEARCH. String keys match
  *   case-insensitively (Unicode case folding) as substrings of the
  *   decoded text: header values with RFC 2047 words decoded, text parts
  *   decoded from their transfer encoding and charset. BEFORE / ON / SINCE
@@ -31,6 +37,21 @@
 #include <string.h>
 #include <unistd.h>
 
+/* ENVELOPE fields (RFC 9051 7.5.2) */
+enum {
+    ENV_DATE,
+    ENV_SUBJECT,
+    ENV_FROM,
+    ENV_SENDER,
+    ENV_REPLY_TO,
+    ENV_TO,
+    ENV_CC,
+    ENV_BCC,
+    ENV_IN_REPLY_TO,
+    ENV_MESSAGE_ID,
+    ENV_N
+};
+
 typedef struct {
     ImapSession *s;
     const KrMailboxMsg *m;
@@ -40,11 +61,20 @@ typedef struct {
     GMimeMessage *gm;
     char *body_text; /* decoded text parts, casefolded */
     gboolean body_done;
+    gboolean env_tried, env_ok;
+    char *env_text;   /* the ENVELOPE text */
+    guint env_have;   /* bit i: env[i] decoded */
+    char *env[ENV_N]; /* decoded ENVELOPE fields (NULL: NIL), not folded */
 } Ctx;
 
 static void
 ctx_reset(Ctx *c)
 {
+    for (guint i = 0; i < ENV_N; i++)
+        g_clear_pointer(&c->env[i], g_free);
+    g_clear_pointer(&c->env_text, g_free);
+    c->env_have = 0;
+    c->env_tried = c->env_ok = FALSE;
     g_clear_object(&c->gm);
     g_clear_pointer(&c->body_text, g_free);
     c->tried = FALSE;
@@ -84,11 +114,38 @@ needs_content(const ImapSearchKey *k)
     return FALSE;
 }
 
+static char *fold(const char *s);
+
+/* Replace the needle of a string key by its case folding (kept in owned). */
+static void
+fold_needle(ImapSearchKey *k, GPtrArray *owned)
+{
+    switch (k->type) {
+    case IMAP_SK_BCC:
+    case IMAP_SK_BODY:
+    case IMAP_SK_CC:
+    case IMAP_SK_FROM:
+    case IMAP_SK_SUBJECT:
+    case IMAP_SK_TEXT:
+    case IMAP_SK_TO:
+    case IMAP_SK_HEADER:
+        if (k->str) {
+            char *f = fold(k->str);
+            g_ptr_array_add(owned, f);
+            k->str = f;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 /* Put cheap children of every AND before the ones that read files, and
  * resolve sets; note MODSEQ keys. */
 static void
-prepare(ImapSearchKey *k, guint32 count, guint32 maxuid, gboolean *modseq)
+prepare(ImapSearchKey *k, guint32 count, guint32 maxuid, gboolean *modseq, GPtrArray *owned)
 {
+    fold_needle(k, owned);
     if (k->type == IMAP_SK_SEQSET)
         imap_seqset_resolve(k->set, count);
     else if (k->type == IMAP_SK_UID)
@@ -99,7 +156,7 @@ prepare(ImapSearchKey *k, guint32 count, guint32 maxuid, gboolean *modseq)
     for (ImapSearchKey *c = k->child, *next; c; c = next) {
         next = c->next;
         c->next = NULL;
-        prepare(c, count, maxuid, modseq);
+        prepare(c, count, maxuid, modseq, owned);
         if (k->type == IMAP_SK_AND && needs_content(c)) {
             *dt = c;
             dt = &c->next;
@@ -138,6 +195,32 @@ fold(const char *s)
     return g_ascii_strdown(s, -1);
 }
 
+/* needle (already folded) in ASCII-only hay, ASCII case ignored */
+static gboolean
+ascii_has(const char *hay, const char *needle)
+{
+    for (const char *h = hay; *h; h++) {
+        const char *a = h, *b = needle;
+        while (*b && *a && g_ascii_tolower(*a) == *b)
+            a++, b++;
+        if (!*b)
+            return TRUE;
+        if (!*a)
+            return FALSE;
+    }
+    return FALSE;
+}
+
+static gboolean
+is_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((guchar)*s >= 0x80)
+            return FALSE;
+    return TRUE;
+}
+
+/* needle is already folded */
 static gboolean
 has_text(const char *hay, const char *needle)
 {
@@ -145,9 +228,203 @@ has_text(const char *hay, const char *needle)
         return TRUE;
     if (!hay)
         return FALSE;
+    if (is_ascii(hay))
+        return is_ascii(needle) && ascii_has(hay, needle);
     g_autofree char *h = fold(hay);
-    g_autofree char *n = fold(needle);
-    return strstr(h, n) != NULL;
+    return strstr(h, needle) != NULL;
+}
+
+/* --- the cached ENVELOPE text ------------------------------------------ */
+
+typedef struct {
+    const char *p, *end;
+} Env;
+
+static void
+env_sp(Env *e)
+{
+    while (e->p < e->end && *e->p == ' ')
+        e->p++;
+}
+
+/* nstring: NIL, "quoted" or {n}CRLF literal. *out NULL for NIL. */
+static gboolean
+env_nstring(Env *e, char **out)
+{
+    env_sp(e);
+    *out = NULL;
+    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0) {
+        e->p += 3;
+        return TRUE;
+    }
+    if (e->p < e->end && *e->p == '"') {
+        GString *g = g_string_new(NULL);
+        for (e->p++; e->p < e->end && *e->p != '"'; e->p++) {
+            if (*e->p == '\\' && e->p + 1 < e->end)
+                e->p++;
+            g_string_append_c(g, *e->p);
+        }
+        if (e->p >= e->end) {
+            g_string_free(g, TRUE);
+            return FALSE;
+        }
+        e->p++;
+        *out = g_string_free(g, FALSE);
+        return TRUE;
+    }
+    if (e->p < e->end && *e->p == '{') {
+        char *q;
+        guint64 n = g_ascii_strtoull(e->p + 1, &q, 10);
+        if (q >= e->end || *q != '}' || e->end - q < 3 || q[1] != '\r' || q[2] != '\n' ||
+            n > (guint64)(e->end - (q + 3)))
+            return FALSE;
+        *out = g_strndup(q + 3, (gsize)n);
+        e->p = q + 3 + n;
+        return TRUE;
+    }
+    return FALSE;
+}
+
+/* RFC 2047 words decoded; plain UTF-8 as it is. */
+static char *
+decode(const char *raw)
+{
+    if (!raw)
+        return NULL;
+    if (!strstr(raw, "=?") && g_utf8_validate(raw, -1, NULL))
+        return g_strdup(raw);
+    return g_mime_utils_header_decode_text(NULL, raw);
+}
+
+/* An address list as text like the header's: "name <mbox@host>, ...". */
+static gboolean
+env_addrs(Env *e, char **out)
+{
+    env_sp(e);
+    *out = NULL;
+    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0) {
+        e->p += 3;
+        return TRUE;
+    }
+    if (e->p >= e->end || *e->p != '(')
+        return FALSE;
+    e->p++;
+    GString *g = g_string_new(NULL);
+    for (;;) {
+        env_sp(e);
+        if (e->p < e->end && *e->p == ')') {
+            e->p++;
+            break;
+        }
+        if (e->p >= e->end || *e->p != '(')
+            goto bad;
+        e->p++;
+        char *f[4] = {NULL, NULL, NULL, NULL};
+        gboolean ok = TRUE;
+        for (guint i = 0; i < 4 && ok; i++)
+            ok = env_nstring(e, &f[i]);
+        env_sp(e);
+        ok = ok && e->p < e->end && *e->p == ')';
+        if (ok) {
+            e->p++;
+            if (!f[3]) { /* group marker */
+                if (f[2])
+                    g_string_append_printf(g, "%s%s:", g->len ? ", " : "", f[2]);
+                else
+                    g_string_append_c(g, ';');
+            } else {
+                if (g->len && g->str[g->len - 1] != ':')
+                    g_string_append(g, ", ");
+                g_autofree char *name = decode(f[0]);
+                const char *mb = f[2] && strcmp(f[2], "MISSING_MAILBOX") ? f[2] : "";
+                const char *host = strcmp(f[3], "MISSING_DOMAIN") ? f[3] : "";
+                if (name)
+                    g_string_append_printf(g, "%s <%s@%s>", name, mb, host);
+                else
+                    g_string_append_printf(g, "%s@%s", mb, host);
+            }
+        }
+        for (guint i = 0; i < 4; i++)
+            g_free(f[i]);
+        if (!ok)
+            goto bad;
+    }
+    *out = g_string_free(g, FALSE);
+    return TRUE;
+bad:
+    g_string_free(g, TRUE);
+    return FALSE;
+}
+
+/* ENVELOPE field idx of the message, decoded, in *out (NULL: NIL); the
+ * text from the cache (or parsed and cached) once per message, fields
+ * decoded once each. FALSE: no usable ENVELOPE. */
+static gboolean
+env_get(Ctx *c, int idx, const char **out)
+{
+    if (!c->env_tried) {
+        c->env_tried = TRUE;
+        c->env_text = imap_msginfo_envelope_dup(c->s, c->m->uid, NULL);
+        c->env_ok = c->env_text && c->env_text[0] == '(';
+    }
+    if (!c->env_ok)
+        return FALSE;
+    if (c->env_have & (1u << idx)) {
+        *out = c->env[idx];
+        return TRUE;
+    }
+    Env e = {c->env_text + 1, c->env_text + strlen(c->env_text)};
+    for (int i = 0; i <= idx; i++) {
+        char *v = NULL;
+        gboolean ok;
+        if (i < idx) { /* skip */
+            if (i >= ENV_FROM && i <= ENV_BCC) {
+                env_sp(&e);
+                ok = e.p < e.end && (*e.p == '(' || *e.p == 'N' || *e.p == 'n') ? env_addrs(&e, &v)
+                                                                                : FALSE;
+            } else {
+                ok = env_nstring(&e, &v);
+            }
+            g_free(v);
+        } else if (i >= ENV_FROM && i <= ENV_BCC) {
+            ok = env_addrs(&e, &c->env[i]);
+        } else {
+            ok = env_nstring(&e, &v);
+            c->env[i] = decode(v);
+            g_free(v);
+        }
+        if (!ok) {
+            c->env_ok = FALSE;
+            return FALSE;
+        }
+    }
+    c->env_have |= 1u << idx;
+    *out = c->env[idx];
+    return TRUE;
+}
+
+/* The ENVELOPE field that holds header `field` as it is, or -1. (Sender and
+ * Reply-To default to From in the ENVELOPE, so they are not taken.) */
+static int
+env_field(const char *field)
+{
+    static const struct {
+        const char *name;
+        int idx;
+    } map[] = {{"Subject", ENV_SUBJECT},
+               {"From", ENV_FROM},
+               {"To", ENV_TO},
+               {"Cc", ENV_CC},
+               {"Bcc", ENV_BCC},
+               {"Date", ENV_DATE},
+               {"In-Reply-To", ENV_IN_REPLY_TO},
+               {"Message-ID", ENV_MESSAGE_ID}};
+    if (!field)
+        return -1;
+    for (guint i = 0; i < G_N_ELEMENTS(map); i++)
+        if (g_ascii_strcasecmp(field, map[i].name) == 0)
+            return map[i].idx;
+    return -1;
 }
 
 static char *
@@ -165,6 +442,10 @@ header_text(GMimeHeader *h)
 static gboolean
 header_has(Ctx *c, const char *field, const char *str)
 {
+    int ef = env_field(field);
+    const char *ev;
+    if (ef >= 0 && env_get(c, ef, &ev))
+        return ev && has_text(ev, str);
     if (!load(c))
         return FALSE;
     GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(c->gm));
@@ -207,8 +488,7 @@ body_has(Ctx *c, const char *str)
     }
     if (!*str)
         return TRUE;
-    g_autofree char *n = fold(str);
-    return strstr(c->body_text, n) != NULL;
+    return strstr(c->body_text, str) != NULL;
 }
 
 /* Days since 1970-01-01 of the Date: header (its own zone); or of the
@@ -346,7 +626,8 @@ search_work(ImapJob *j)
     gboolean uid = j->cmd->uid;
     guint32 n = ops->count(s->mb);
     gboolean modseq = FALSE;
-    prepare(a->key, n, n ? ops->msg(s->mb, n)->uid : 0, &modseq);
+    g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func(g_free);
+    prepare(a->key, n, n ? ops->msg(s->mb, n)->uid : 0, &modseq, owned);
     g_autoptr(GArray) hits = g_array_new(FALSE, FALSE, sizeof(guint32));
     guint64 maxmod = 0;
     Ctx c = {.s = s, .now = g_get_real_time() / G_USEC_PER_SEC};

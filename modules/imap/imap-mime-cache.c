@@ -7,6 +7,7 @@
  *
  *   imap_mime_cache_build()   handle -> blob
  *   imap_mime_cache_load()    blob -> handle (checked; IMAP_MIME_ERROR_CACHE)
+ *   imap_mime_cache_text()    one of the three texts straight from the blob
  *
  * FORMAT (version 1). "KMC" then the version octet; then unsigned
  * LEB128 varints: file size, wire size; the ENVELOPE, BODY and
@@ -218,4 +219,30 @@ bad:
     imap_mime_message_free(m);
     g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CACHE, "Damaged MIME cache blob");
     return NULL;
+}
+
+gboolean
+imap_mime_cache_text(GBytes *blob, ImapMimeCacheText which, const char **text, gsize *len)
+{
+    gsize blen;
+    const guchar *data = blob ? g_bytes_get_data(blob, &blen) : NULL;
+    if (!data || blen < 4 || memcmp(data, CACHE_MAGIC, 3) != 0 || data[3] != CACHE_VERSION ||
+        which > IMAP_MIME_CACHE_BODYSTRUCTURE)
+        return FALSE;
+    Cur c = {data + 4, data + blen, FALSE};
+    get(&c); /* file size */
+    get(&c); /* wire size */
+    for (guint i = 0;; i++) {
+        guint64 l = get(&c);
+        if (c.bad || l > (guint64)(c.end - c.p))
+            return FALSE;
+        if (i == which) {
+            if (l == 0 || memchr(c.p, '\0', (gsize)l))
+                return FALSE;
+            *text = (const char *)c.p;
+            *len = (gsize)l;
+            return TRUE;
+        }
+        c.p += l;
+    }
 }

@@ -21,6 +21,8 @@
  *   imap_mime_stream_free()     sections (BODY[], attachments)
  *   imap_mime_cache_build()     the handle as a compact, versioned blob
  *   imap_mime_cache_load()      ... and back (no reparse; sections still work)
+ *   imap_mime_cache_text()      ENVELOPE / BODY / BODYSTRUCTURE text straight
+ *                               from a blob (bounds checked, no full load)
  *
  * INPUT. An ImapMimeInput names the stored message: an fd (read with
  * pread, its offset untouched, never closed) or a buffer. Line ends may
@@ -178,6 +180,16 @@ void imap_mime_stream_free(ImapMimeStream *st);
 
 GBytes *imap_mime_cache_build(const ImapMimeMessage *msg);
 ImapMimeMessage *imap_mime_cache_load(GBytes *blob, GError **error);
+
+/* One text of a blob without loading it: *text points into the blob (not
+ * NUL-terminated), *len octets. FALSE if the blob is not ours or its
+ * prefix is damaged. Only the prefix is checked, not the part table. */
+typedef enum {
+    IMAP_MIME_CACHE_ENVELOPE,
+    IMAP_MIME_CACHE_BODY,
+    IMAP_MIME_CACHE_BODYSTRUCTURE,
+} ImapMimeCacheText;
+gboolean imap_mime_cache_text(GBytes *blob, ImapMimeCacheText which, const char **text, gsize *len);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapMimeMessage, imap_mime_message_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapMimeStream, imap_mime_stream_free)

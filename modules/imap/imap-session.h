@@ -204,11 +204,17 @@ const char *imap_special_use(const char *name);
 
 /* imap-cmd-fetch-body.c (worker): a message's MIME description */
 typedef struct ImapMsgInfo ImapMsgInfo;
-/* From the store's cache, or parsed (opening *fd if < 0) and cached. */
-ImapMsgInfo *imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, GError **error);
+/* From the store's cache, or parsed (opening *fd if < 0) and cached.
+ * texts_only: only the ENVELOPE / BODY / BODYSTRUCTURE texts will be
+ * asked for (no sections): a cached blob is then not loaded whole. */
+ImapMsgInfo *imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, gboolean texts_only,
+                              GError **error);
 void imap_msginfo_free(ImapMsgInfo *mi);
-const char *imap_msginfo_envelope(const ImapMsgInfo *mi);
-const char *imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended);
+/* The texts, *len octets (not NUL-terminated). */
+const char *imap_msginfo_envelope(const ImapMsgInfo *mi, gsize *len);
+const char *imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended, gsize *len);
+/* The ENVELOPE text of a message (cached, or parsed and cached), for SEARCH. */
+char *imap_msginfo_envelope_dup(ImapSession *s, guint32 uid, GError **error);
 /* A BODY[...] / BINARY[...] section (partial applied) as a stream of
  * *size_r octets; it keeps its own fd and may outlive mi. */
 typedef struct ImapSecStream ImapSecStream;
