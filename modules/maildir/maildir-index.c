@@ -153,6 +153,7 @@ md_index_reset(MdIndex *idx)
     idx->off = 0;
     idx->records = 0;
     idx->version++;
+    idx->msgs_version++;
 }
 
 void
@@ -451,13 +452,15 @@ static gssize
 apply_text(MdIndex *idx, const char *buf, gsize len)
 {
     gsize pos = 0;
-    gboolean any_gone = FALSE;
+    gboolean any_gone = FALSE, msgs = FALSE;
     gboolean ok = TRUE;
     while (pos < len) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         if (!nl)
             break;
         gsize ll = (gsize)(nl - (buf + pos));
+        if (buf[pos] == 'M' || buf[pos] == 'F' || buf[pos] == 'X')
+            msgs = TRUE;
         if (!apply_line(idx, buf + pos, ll, &any_gone)) {
             ok = FALSE;
             break;
@@ -469,6 +472,8 @@ apply_text(MdIndex *idx, const char *buf, gsize len)
         drop_gone(idx);
     if (pos > 0)
         idx->version++;
+    if (msgs || any_gone)
+        idx->msgs_version++;
     return ok ? (gssize)pos : -1;
 }
 

@@ -65,9 +65,11 @@ typedef struct {
     gboolean loaded;
     dev_t dev;
     ino_t ino;
-    gint64 off;      /* bytes of the file applied */
-    guint records;   /* records appended since the last full write */
-    guint64 version; /* bumped on every applied change (process local) */
+    gint64 off;           /* bytes of the file applied */
+    guint records;        /* records appended since the last full write */
+    guint64 version;      /* bumped on every applied change (process local) */
+    guint64 msgs_version; /* bumped when entries change (M, F, X, reset):
+                           * what a session's view is built from */
 } MdIndex;
 
 typedef enum {

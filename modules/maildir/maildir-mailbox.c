@@ -200,7 +200,8 @@ view_build(KrMailbox *mb)
 {
     MdFolder *f = mb->f;
     MdIndex *idx = &f->idx;
-    if (!f->snap || f->snap_version != idx->version || f->snap_uidvalidity != idx->uidvalidity) {
+    if (!f->snap || f->snap_version != idx->msgs_version ||
+        f->snap_uidvalidity != idx->uidvalidity) {
         GArray *v = view_new(idx->entries->len);
         g_array_set_size(v, idx->entries->len);
         for (guint i = 0; i < idx->entries->len; i++) {
@@ -212,7 +213,7 @@ view_build(KrMailbox *mb)
         if (f->snap)
             g_array_unref(f->snap);
         f->snap = v;
-        f->snap_version = idx->version;
+        f->snap_version = idx->msgs_version;
         f->snap_uidvalidity = idx->uidvalidity;
     }
     if (mb->view)

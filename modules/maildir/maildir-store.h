@@ -50,8 +50,9 @@ struct MdFolder {
     guint64 changes; /* atomic: change counter */
     GMutex watch_lock;
     GList *watchers; /* KrMailbox * with a watch set */
-    /* Under lock: the view sessions opened at index version snap_version
-     * share (KrMailboxMsg, holding guid refs; GArray refcounted). */
+    /* Under lock: the view sessions opened at idx.msgs_version ==
+     * snap_version share (KrMailboxMsg, holding guid refs; GArray
+     * refcounted). Cached-blob and counter records do not change it. */
     GArray *snap;
     guint64 snap_version;
     guint32 snap_uidvalidity;
