@@ -26,8 +26,8 @@
  *
  *   Append writes tmp/NAME with LF line ends, fsyncs it, sets its mtime
  *   to the internal date, links it into cur/ as
- *   "<unique>,S=<size>:2,<flags>", fsyncs cur/, and records it in the
- *   index under the lock (so its UID is known at once: APPENDUID).
+ *   "<unique>,S=<size>,W=<CRLF size>:2,<flags>", fsyncs cur/, and
+ *   records it in the index under the lock (so its UID is known at once: APPENDUID).
  */
 #include "maildir-deliver.h"
 #include "maildir-store.h"
@@ -518,7 +518,8 @@ md_append(gpointer self, const char *user, const char *name, const KrMailboxAppe
         md_txn_begin(&txn, idx);
         guint32 kw;
         if (md_keywords_bits(idx, &txn, msg->keywords, &kw, error)) {
-            g_autofree char *base = g_strdup_printf("%s,S=%" G_GINT64_FORMAT, tmp, size);
+            g_autofree char *base =
+                g_strdup_printf("%s,S=%" G_GINT64_FORMAT ",W=%" G_GINT64_FORMAT, tmp, size, vsize);
             g_autofree char *final = md_cur_name(base, msg->flags & KR_FLAG_ALL, kw);
             gint64 date = msg->internal_date > 0 ? msg->internal_date : g_get_real_time() / 1000000;
             if (linkat(fds.tmp, tmp, fds.cur, final, 0) < 0) {

@@ -879,7 +879,8 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
         for (guint i = 0; ok && i < items->len; i++) {
             CopyItem *c = &g_array_index(items, CopyItem, i);
             g_autofree char *uniq = maildir_unique_name(mb->md->host);
-            g_autofree char *base = g_strdup_printf("%s,S=%" G_GINT64_FORMAT, uniq, c->size);
+            g_autofree char *base = g_strdup_printf("%s,S=%" G_GINT64_FORMAT ",W=%" G_GINT64_FORMAT,
+                                                    uniq, c->size, c->vsize);
             g_autofree char *name = md_cur_name(base, c->flags, kwbits[i]);
             int r;
             if (move)
