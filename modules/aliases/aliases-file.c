@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
+#include <kurir/kr-file.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -532,38 +533,18 @@ aliases_parse_list(const char *name, const char *text, gsize len, GPtrArray *tar
 AliasTable *
 aliases_table_load(const char *path, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT)
-            return table_new(path); /* exists = FALSE */
-        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", path, g_strerror(e));
-        return NULL;
-    }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ALIASES_MAX_FILE) {
-        close(fd);
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s: %s", path,
-                    !S_ISREG(st.st_mode) ? "not a regular file" : "too large");
+    gsize size;
+    GError *err = NULL;
+    g_autofree char *buf = kr_file_read_bounded(path, ALIASES_MAX_FILE, &st, &size, &err);
+    if (!buf) {
+        if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
+            g_error_free(err);
+            return table_new(path); /* exists = FALSE */
+        }
+        g_propagate_error(error, err);
         return NULL;
     }
-    gsize size = (gsize)st.st_size, got = 0;
-    g_autofree char *buf = g_malloc(size + 1);
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            close(fd);
-            g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", path,
-                        n < 0 ? g_strerror(e) : "file shrank while being read");
-            return NULL;
-        }
-        got += (gsize)n;
-    }
-    close(fd);
-    buf[size] = 0;
     g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
     AliasTable *t = aliases_table_parse(path, buf, size, errors);
     if (!t) {

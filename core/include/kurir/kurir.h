@@ -14,6 +14,7 @@
 #include "kr-tls.h"
 #include "kr-worker.h"
 #include "kr-failcount.h"
+#include "kr-file.h"
 #include "kr-sync.h"
 #include "kr-registry.h"
 #include "kr-store.h"
