@@ -126,7 +126,13 @@ enum {
     KR_FLAG_FLAGGED = 1 << 2,  /* \Flagged  (Maildir F) */
     KR_FLAG_DELETED = 1 << 3,  /* \Deleted  (Maildir T) */
     KR_FLAG_DRAFT = 1 << 4,    /* \Draft    (Maildir D) */
-    KR_FLAG_FORWARDED = 1 << 5 /* $Forwarded (Maildir P, "passed") */
+    KR_FLAG_FORWARDED = 1 << 5, /* $Forwarded (Maildir P, "passed") */
+    /* \Recent (RFC 3501): set in a session's view, never stored, never
+     * changed by set_flags(). A message is recent in exactly one session:
+     * the first non-read-only session to see it (open or sync) claims it;
+     * read-only sessions see it recent only if no session claimed it yet,
+     * without claiming it. Not part of KR_FLAG_ALL. */
+    KR_FLAG_RECENT = 1 << 6
 };
 #define KR_FLAG_ALL           0x3fu
 #define KR_STORE_MAX_KEYWORDS 26
