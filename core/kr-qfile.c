@@ -9,6 +9,7 @@
  *   [envelope records: I T S A* (H|X)* R* E]    (R holds a status slot)
  *
  *   kr_msg_new_spool(dir, error)        create DIR/.tmp-ID (0600, O_EXCL)
+ *   kr_msg_new_spool_spare(dir)         the same from a pooled spare only
  *   kr_msg_append(msg, data, len, err)  stream content into the spool
  *   kr_msg_commit(msg, dir, error)      B: envelope, headers, fsync,
  *                                       rename to DIR/ID, fsync DIR
@@ -396,6 +397,24 @@ kr_qfile_spares(void)
     guint n = spares ? spares->len : 0;
     g_mutex_unlock(&spare_lock);
     return n;
+}
+
+KrMsg *
+kr_msg_new_spool_spare(KrQueueDir dir)
+{
+    g_return_val_if_fail((unsigned)dir < KR_QUEUE_N_DIRS, NULL);
+    if (kr_qfile_spares() == 0)
+        return NULL;
+    KrMsg *msg = kr_msg_alloc();
+    msg->dir = dir;
+    msg->content_off = QF_CONTENT_OFF;
+    if (!spool_from_spare(msg)) {
+        msg->gone = TRUE;
+        kr_msg_unref(msg);
+        return NULL;
+    }
+    msg->arrival = g_get_real_time() / G_USEC_PER_SEC;
+    return msg;
 }
 
 KrMsg *

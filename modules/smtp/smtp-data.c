@@ -10,9 +10,10 @@
  *   smtp_data_input(s, buf, len)   content octets; returns octets used
  *
  * DESCRIPTION
- *   The spool (kr_msg_new_spool, queue dir "incoming") is created at DATA
- *   or the first BDAT, in a worker thread (input paused meanwhile, the 354
- *   comes after); content goes to it as it arrives, already
+ *   The spool (queue dir "incoming") is made at DATA or the first BDAT:
+ *   from a pooled spare file on the loop when there is one (a rename,
+ *   kr_msg_new_spool_spare), else created in a worker thread (input
+ *   paused meanwhile, the 354 comes after); content goes to it as it arrives, already
  *   dot-unstuffed, with CRLF line ends as received (writes land in the
  *   page cache; durability comes with the queue stage's commit).
  *
@@ -45,9 +46,10 @@ content_sink(const char *data, gsize len, gpointer ud)
         kr_msg_append(tx->msg, data, len, &tx->write_error);
 }
 
-/* --- the spool, created in a worker ------------------------------------
+/* --- the spool: a spare, or created in a worker --------------------------
  * Creating a file is a metadata operation that can take long (ext4 scans
  * for recently deleted inodes in a busy directory): never on the loop.
+ * Renaming a pooled spare allocates nothing and is done on the loop.
  * The session's input is paused meanwhile. */
 
 static void bdat_chunk_done(SmtpSession *s);
@@ -118,7 +120,11 @@ new_spool(SmtpSession *s)
     j->s = smtp_session_ref(s);
     s->state = SS_BUSY;
     kr_conn_pause(s->conn);
-    kr_worker_run(spool_work, spool_done, j);
+    j->msg = kr_msg_new_spool_spare(KR_QUEUE_INCOMING);
+    if (j->msg)
+        spool_done(j); /* a pooled spare: no thread hop */
+    else
+        kr_worker_run(spool_work, spool_done, j);
 }
 
 void
