@@ -876,6 +876,46 @@ test_move_remove_list(void)
     g_assert_cmpuint(left->len, ==, 0);
 }
 
+/* kr_msg_new_spool_spare: NULL with an empty pool; after a lazy removal
+ * it renames that file into a new spool that commits like any other. */
+static void
+test_spare_spool(void)
+{
+    g_autofree char *top = setup();
+    GError *err = NULL;
+    KrMsg *m;
+    while ((m = kr_msg_new_spool_spare(KR_QUEUE_INCOMING))) /* earlier tests' spares */
+        kr_msg_unref(m);
+    g_assert_null(kr_msg_new_spool_spare(KR_QUEUE_INCOMING));
+
+    g_autofree char *id = NULL;
+    KrMsg *done = commit_three(KR_QUEUE_INCOMING, &id);
+    g_assert_true(kr_msg_remove_lazy(done, &err));
+    g_assert_no_error(err);
+    kr_msg_unref(done);
+    g_assert_false(list_has(KR_QUEUE_INCOMING, id));
+
+    KrMsg *spool = kr_msg_new_spool_spare(KR_QUEUE_INCOMING);
+    g_assert_nonnull(spool);
+    g_assert_cmpstr(kr_msg_queue_id(spool), !=, id);
+    g_autofree char *tn = g_strconcat(".tmp-", kr_msg_queue_id(spool), NULL);
+    g_autofree char *tp = qpath(KR_QUEUE_INCOMING, tn);
+    g_assert_true(g_file_test(tp, G_FILE_TEST_EXISTS));
+    g_assert_true(kr_msg_append(spool, "short", 5, &err));
+    kr_msg_set_sender(spool, "a@example.org");
+    kr_msg_add_rcpt(spool, "b@example.org");
+    g_assert_true(kr_msg_commit(spool, KR_QUEUE_INCOMING, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(tp, G_FILE_TEST_EXISTS));
+    /* The reused file holds exactly the new content, nothing of the old. */
+    KrMsg *back = load_ok(KR_QUEUE_INCOMING, kr_msg_queue_id(spool));
+    assert_content(back, "short", 5);
+    g_assert_cmpstr(kr_msg_sender(back), ==, "a@example.org");
+    kr_msg_unref(back);
+    kr_msg_unref(spool);
+    g_assert_null(kr_msg_new_spool_spare(KR_QUEUE_INCOMING));
+}
+
 static void
 test_quarantine(void)
 {
@@ -1629,6 +1669,7 @@ main(int argc, char **argv)
     g_test_add_func("/queue/rcpt-status", test_rcpt_status);
     g_test_add_func("/queue/slot-corrupt", test_slot_corrupt);
     g_test_add_func("/queue/move-remove-list", test_move_remove_list);
+    g_test_add_func("/queue/spare-spool", test_spare_spool);
     g_test_add_func("/queue/quarantine", test_quarantine);
     g_test_add_func("/queue/rewrite", test_rewrite);
     g_test_add_func("/queue/new-copy", test_new_copy);
