@@ -5,9 +5,11 @@
  *
  * `enqueue` (terminal) ends the receive side. A message still being
  * received (an uncommitted spool, as the SMTP server makes) is committed
- * into incoming/; a committed maildrop file (sendmail, picked up) gets
+ * into incoming/ -- or straight into active/ when the queue manager has
+ * a free slot and nothing waiting (qmgr_reserve_active), which saves a
+ * move per message; a committed maildrop file (sendmail, picked up) gets
  * its envelope rewritten (what the receive stages changed) and is moved
- * to incoming/. Both in a worker thread. Only once the file is durable
+ * the same way. Both in a worker thread. Only once the file is durable
  * does the stage answer continue, so the SMTP server's "250" (with the
  * queue ID) means the message is safe; on an error it answers defer
  * (451 4.3.0) and the client keeps the message. Then the queue manager
@@ -29,6 +31,7 @@
 
 typedef struct {
     KrMsg *msg;
+    KrQueueDir dir;  /* incoming/, or active/ with a reserved slot */
     GPtrArray *jobs; /* KrJob * answered when the commit ends */
     GError *error;
 } EnqOp;
@@ -48,14 +51,14 @@ enq_work(gpointer p)
     KrMsg *msg = op->msg;
     KrQueueDir from = kr_msg_queue_dir(msg);
     GError *err = NULL;
-    if (kr_msg_commit(msg, KR_QUEUE_INCOMING, &err))
+    if (kr_msg_commit(msg, op->dir, &err))
         return;
     if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {
         /* Already committed (a maildrop file): persist the receive
          * side's changes, then move it. */
         g_clear_error(&err);
-        if (kr_msg_rewrite_envelope(msg, &err) && from != KR_QUEUE_INCOMING)
-            kr_msg_move_lazy(msg, KR_QUEUE_INCOMING, &err);
+        if (kr_msg_rewrite_envelope(msg, &err) && from != op->dir)
+            kr_msg_move_lazy(msg, op->dir, &err);
     }
     op->error = err;
 }
@@ -68,6 +71,8 @@ enq_done(gpointer p)
     const char *id = kr_msg_queue_id(msg);
     g_hash_table_remove(ops, msg);
     if (op->error) {
+        if (op->dir == KR_QUEUE_ACTIVE)
+            qmgr_release_active();
         g_warning("%s: cannot queue message: %s", id, op->error->message);
         for (guint i = 0; i < op->jobs->len; i++)
             kr_job_defer(op->jobs->pdata[i], "4.3.0", "cannot queue message: %s",
@@ -79,7 +84,10 @@ enq_done(gpointer p)
                   (gint64)kr_msg_size(msg), kr_msg_rcpt_count(msg));
         for (guint i = 0; i < op->jobs->len; i++)
             kr_job_continue(op->jobs->pdata[i]);
-        qmgr_incoming(id, msg);
+        if (op->dir == KR_QUEUE_ACTIVE)
+            qmgr_incoming_active(id, msg);
+        else
+            qmgr_incoming(id, msg);
     }
     g_ptr_array_unref(op->jobs);
     g_clear_error(&op->error);
@@ -104,6 +112,7 @@ enqueue_process(KrStage *stage, KrJob *job)
     }
     op = g_new0(EnqOp, 1);
     op->msg = kr_msg_ref(msg);
+    op->dir = qmgr_reserve_active() ? KR_QUEUE_ACTIVE : KR_QUEUE_INCOMING;
     op->jobs = g_ptr_array_new();
     g_ptr_array_add(op->jobs, job);
     g_hash_table_insert(ops, msg, op);

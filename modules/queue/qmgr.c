@@ -7,7 +7,11 @@
  *   recovery scan, released from hold) or come back from deferred/ when
  *   due. At most max_active messages are in active/ at once; the rest
  *   wait, oldest first. An admitted message is loaded and moved to
- *   active/ (worker thread), and its recipients that are due (PENDING, or
+ *   active/ (worker thread). When nothing waits and a slot is free, the
+ *   enqueue stage reserves the slot (qmgr_reserve_active) and commits
+ *   the new message straight into active/, saving the move
+ *   (qmgr_incoming_active; after a crash the recovery scan takes active/
+ *   files back to incoming/ like any other). An active message's recipients that are due (PENDING, or
  *   DEFERRED with next_try passed) are grouped by destination into items
  *   that go to the policy. Whenever a delivery slot is free (at most
  *   max_deliveries), the policy picks the next item, and the queue
@@ -790,6 +794,37 @@ qmgr_incoming(const char *id, KrMsg *msg)
     QMsg *qm = qm_new(id, KR_QUEUE_INCOMING, msg);
     qm_push_waiting(qm, FALSE);
     qm_admit();
+}
+
+gboolean
+qmgr_reserve_active(void)
+{
+    if (!Q.running || Q.stopping || Q.recovering || !Q.node ||
+        Q.n_active >= (guint)Q.max_active || !g_queue_is_empty(&Q.waiting))
+        return FALSE;
+    Q.n_active++;
+    return TRUE;
+}
+
+void
+qmgr_release_active(void)
+{
+    Q.n_active--;
+    qm_admit();
+}
+
+void
+qmgr_incoming_active(const char *id, KrMsg *msg)
+{
+    if (!Q.running || Q.stopping || g_hash_table_contains(Q.msgs, id)) {
+        qmgr_release_active(); /* the recovery scan resumes it from active/ */
+        return;
+    }
+    QMsg *qm = qm_new(id, KR_QUEUE_ACTIVE, msg);
+    qm->counted = TRUE; /* the reservation's slot */
+    qm->state = QM_ACTIVE;
+    queue_crash_point("active");
+    build_items(qm);
 }
 
 void

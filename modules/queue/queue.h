@@ -55,6 +55,13 @@ void qmgr_status(GString *out);
 /* A committed message is in incoming/ (enqueue stage, release, pickup
  * of rejected mail): take it. msg may be NULL to load it by ID. */
 void qmgr_incoming(const char *id, KrMsg *msg);
+/* A slot of max_active for a message about to be committed straight into
+ * active/ (only when nothing waits, so arrival order is kept): TRUE if
+ * taken. Then exactly one of: qmgr_incoming_active() once the file is
+ * durable there, or qmgr_release_active() if the commit failed. */
+gboolean qmgr_reserve_active(void);
+void qmgr_release_active(void);
+void qmgr_incoming_active(const char *id, KrMsg *msg);
 /* TRUE while the queue manager handles the message with this ID. */
 gboolean qmgr_knows(const char *id);
 /* Control requests; the reply text goes to out. */
