@@ -15,7 +15,10 @@
  * (POP3) lock; watches on delivery; deliveries racing sessions in
  * threads and in a second process without loss or index damage; CRLF
  * sizes from ",W=" in file names (trusted only when the file's size
- * agrees; deliveries write it) and views shared between sessions.
+ * agrees; deliveries write it) and views shared between sessions;
+ * cached blobs written in batches, read through the read-ahead window,
+ * and damaged cache files and records; \Recent across sessions (other
+ * tests mask it out of the flags they compare).
  */
 #include "testlib.h"
 #include "../core/kr-startup.h"
@@ -107,8 +110,8 @@ test_other_tool(void)
     /* sizes count line ends as CRLF */
     g_assert_cmpint(m1->size, ==, strlen("Subject: a\r\n\r\nbody a\r\n"));
     g_assert_cmpint(m2->size, ==, strlen("Subject: b\r\n\r\nbody b\r\n"));
-    g_assert_cmpuint(m1->flags, ==, 0);
-    g_assert_cmpuint(m2->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(m1->flags & KR_FLAG_ALL, ==, 0);
+    g_assert_cmpuint(m2->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     g_assert_null(ops->msg(mb, 4));
     g_assert_cmpuint(ops->seq_of_uid(mb, 3), ==, 3);
     g_assert_cmpuint(ops->seq_of_uid(mb, 9), ==, 0);
@@ -172,7 +175,8 @@ test_index_damage(void)
     ops->get_status(mb, &st);
     g_assert_cmpuint(st.uidvalidity, ==, v1);
     g_assert_cmpuint(ops->count(mb), ==, 5);
-    g_assert_cmpuint(ops->msg(mb, 2)->flags, ==, KR_FLAG_FLAGGED); /* from the file name */
+    g_assert_cmpuint(ops->msg(mb, 2)->flags & KR_FLAG_ALL, ==,
+                     KR_FLAG_FLAGGED); /* from the file name */
     ops->close(mb);
 
     /* 2. Truncated in the middle: complete lines kept, the files fill in. */
@@ -193,7 +197,7 @@ test_index_damage(void)
     g_assert_cmpuint(st.uidvalidity, >, v1);
     g_assert_cmpuint(ops->count(mb), ==, 5);
     g_assert_cmpstr(ops->msg(mb, 1)->guid, ==, "2000.X.host");
-    g_assert_cmpuint(ops->msg(mb, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ops->msg(mb, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_FLAGGED);
     guint32 v2 = st.uidvalidity;
     ops->close(mb);
 
@@ -273,7 +277,7 @@ test_behind_back(void)
     g_assert_cmpint(rename(from, to), ==, 0);
     g_assert_true(ops->sync(imap, &ch, &err));
     g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
-    g_assert_cmpuint(ops->msg(imap, 1)->flags, ==, KR_FLAG_SEEN | KR_FLAG_ANSWERED);
+    g_assert_cmpuint(ops->msg(imap, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN | KR_FLAG_ANSWERED);
     kr_mailbox_changes_clear(&ch);
     /* and the content is still found under the new name */
     g_autofree char *c1 = content_of(pop, 1);
@@ -354,7 +358,7 @@ test_flags(void)
     const char *kws[] = {"$Junk", "work", NULL};
     g_assert_true(ops->set_flags(a, uids, 2, KR_FLAGS_ADD, KR_FLAG_SEEN, kws, 0, NULL, &err));
     g_assert_no_error(err);
-    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(ops->msg(a, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     g_assert_cmpuint(ops->msg(a, 1)->keywords, ==, 3);
     const char *const *k = ops->keywords(a);
     g_assert_cmpstr(k[0], ==, "$Junk");
@@ -373,7 +377,7 @@ test_flags(void)
     g_assert_true(ops->sync(b, &ch, &err));
     g_assert_cmpuint(ch.changed_seqs->len, ==, 2);
     g_assert_true(ch.keywords_changed);
-    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(ops->msg(b, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     kr_mailbox_changes_clear(&ch);
 
     /* CONDSTORE: b's change to 1 raises its modseq; a's conditional
@@ -389,15 +393,15 @@ test_flags(void)
         ops->set_flags(a, uids, 2, KR_FLAGS_REMOVE, KR_FLAG_SEEN, NULL, old, failed, &err));
     g_assert_cmpuint(failed->len, ==, 1);
     g_assert_cmpuint(g_array_index(failed, guint32, 0), ==, 1);
-    g_assert_cmpuint(ops->msg(a, 2)->flags, ==, 0);
+    g_assert_cmpuint(ops->msg(a, 2)->flags & KR_FLAG_ALL, ==, 0);
     g_assert_true(ops->sync(a, &ch, &err));
-    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_SEEN | KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ops->msg(a, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN | KR_FLAG_FLAGGED);
     g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
     kr_mailbox_changes_clear(&ch);
 
     /* Replace, and keyword limit */
     g_assert_true(ops->set_flags(a, &one, 1, KR_FLAGS_REPLACE, KR_FLAG_DRAFT, NULL, 0, NULL, &err));
-    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_DRAFT);
+    g_assert_cmpuint(ops->msg(a, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_DRAFT);
     g_assert_cmpuint(ops->msg(a, 1)->keywords, ==, 0);
     for (int i = 0; i < 30; i++) {
         g_autofree char *kw = g_strdup_printf("k%d", i);
@@ -417,7 +421,7 @@ test_flags(void)
     g_autofree char *idx = g_build_filename(home, "kurir-index", NULL);
     g_assert_cmpint(unlink(idx), ==, 0);
     KrMailbox *c = open_mb("fay", NULL, 0);
-    g_assert_cmpuint(ops->msg(c, 1)->flags, ==, KR_FLAG_DRAFT);
+    g_assert_cmpuint(ops->msg(c, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_DRAFT);
     g_assert_cmpuint(ops->msg(c, 1)->keywords, ==, (1u << (KR_STORE_MAX_KEYWORDS)) - 4);
     ops->close(c);
 }
@@ -510,7 +514,7 @@ test_folders_append_copy(void)
     const KrMailboxMsg *m = ops->msg(w, 1);
     g_assert_cmpint(m->size, ==, strlen(msg));
     g_assert_cmpint(m->internal_date, ==, 1000000000);
-    g_assert_cmpuint(m->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(m->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     g_assert_cmpuint(m->keywords, ==, 1);
     g_autofree char *c = content_of(w, 1);
     g_assert_cmpstr(c, ==, "Subject: ap\nX: y\n\nhello\n");
@@ -536,7 +540,7 @@ test_folders_append_copy(void)
     ops->get_status(z, &st);
     g_assert_cmpuint(st.uidvalidity, ==, dv);
     g_assert_cmpuint(ops->count(z), ==, 1);
-    g_assert_cmpuint(ops->msg(z, 1)->flags, ==, KR_FLAG_SEEN);
+    g_assert_cmpuint(ops->msg(z, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     g_assert_cmpuint(ops->msg(z, 1)->keywords, ==, 1);
     g_assert_cmpstr(ops->keywords(z)[0], ==, "$Label1");
     g_assert_cmpint(ops->msg(z, 1)->internal_date, ==, 1000000000);
@@ -890,18 +894,18 @@ test_shared_view(void)
     KrMailbox *a = open_mb("shv", NULL, 0);
     KrMailbox *b = open_mb("shv", NULL, 0);
     const KrMailboxMsg *bm = ops->msg(b, 2);
-    g_assert_cmpuint(bm->flags, ==, 0);
+    g_assert_cmpuint(bm->flags & KR_FLAG_ALL, ==, 0);
     GError *err = NULL;
     guint32 uid = 2;
     g_assert_true(ops->set_flags(a, &uid, 1, KR_FLAGS_ADD, KR_FLAG_FLAGGED, NULL, 0, NULL, &err));
     g_assert_no_error(err);
-    g_assert_cmpuint(ops->msg(a, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ops->msg(a, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_FLAGGED);
     /* b's view (and the pointer it got) did not change under it */
-    g_assert_cmpuint(bm->flags, ==, 0);
-    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, 0);
+    g_assert_cmpuint(bm->flags & KR_FLAG_ALL, ==, 0);
+    g_assert_cmpuint(ops->msg(b, 2)->flags & KR_FLAG_ALL, ==, 0);
     /* a new session sees the change */
     KrMailbox *c = open_mb("shv", NULL, 0);
-    g_assert_cmpuint(ops->msg(c, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ops->msg(c, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_FLAGGED);
     g_assert_cmpstr(ops->msg(c, 1)->guid, ==, "3000.A.host");
     ops->close(a);
     KrMailboxChanges ch;
@@ -910,7 +914,7 @@ test_shared_view(void)
     g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
     g_assert_cmpuint(g_array_index(ch.changed_seqs, guint32, 0), ==, 2);
     kr_mailbox_changes_clear(&ch);
-    g_assert_cmpuint(ops->msg(b, 2)->flags, ==, KR_FLAG_FLAGGED);
+    g_assert_cmpuint(ops->msg(b, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_FLAGGED);
     g_assert_cmpstr(ops->msg(b, 2)->guid, ==, "3001.B.host");
     /* expunge in b: c still has both until it syncs */
     g_assert_true(ops->expunge(b, &uid, 1, FALSE, NULL, &err));
@@ -923,6 +927,254 @@ test_shared_view(void)
     kr_mailbox_changes_clear(&ch);
     g_assert_cmpuint(ops->count(c), ==, 1);
     ops->close(c);
+}
+
+static char *
+blob_text(guint32 uid, guint round)
+{
+    /* different lengths, so offsets matter */
+    return g_strdup_printf("blob %u round %u %.*s", uid, round, (int)(uid % 97),
+                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+}
+
+static void
+assert_blob(KrMailbox *mb, guint32 uid, const char *want)
+{
+    GError *err = NULL;
+    GBytes *got = NULL;
+    g_assert_true(ops->cache_get(mb, uid, &got, &err));
+    g_assert_no_error(err);
+    if (!want) {
+        g_assert_null(got);
+        return;
+    }
+    g_assert_nonnull(got);
+    gsize len;
+    const char *d = g_bytes_get_data(got, &len);
+    g_assert_cmpmem(d, len, want, strlen(want));
+    g_bytes_unref(got);
+}
+
+static void
+append_to(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_APPEND);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, text, strlen(text)), ==, (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Cached blobs: set in batches (the session sees its unwritten ones,
+ * other sessions see them once written), read back in and out of order,
+ * replaced, removed; a truncated cache file and absurd C records are
+ * misses, not crashes; blobs over the limit are refused. */
+static void
+test_cache_blobs(void)
+{
+    enum { N = 1300 };
+    for (guint i = 0; i < N; i++) {
+        g_autofree char *name = g_strdup_printf("%u.M%u.host:2,", 4000 + i, i);
+        put_file("cb", NULL, "cur", name, "Subject: c\n\nc\n");
+    }
+    KrMailbox *a = open_mb("cb", NULL, 0);
+    KrMailbox *b = open_mb("cb", NULL, 0);
+    g_assert_cmpuint(ops->count(a), ==, N);
+    GError *err = NULL;
+    for (guint32 uid = 1; uid <= N; uid++) {
+        g_autofree char *t = blob_text(uid, 1);
+        g_autoptr(GBytes) bl = g_bytes_new(t, strlen(t));
+        g_assert_true(ops->cache_set(a, uid, bl, &err));
+        g_assert_no_error(err);
+        if (uid == 3) {
+            /* replaced before it is written */
+            g_autofree char *t2 = blob_text(uid, 2);
+            g_autoptr(GBytes) b2 = g_bytes_new(t2, strlen(t2));
+            g_assert_true(ops->cache_set(a, uid, b2, &err));
+            assert_blob(a, 3, t2);
+        }
+    }
+    g_assert_true(ops->cache_set(a, 7, NULL, &err));
+    assert_blob(a, 7, NULL);
+    g_autofree char *tlast = blob_text(N, 1);
+    assert_blob(a, N, tlast);
+    /* a sync writes the rest: everything visible to b now */
+    g_assert_true(ops->sync(a, NULL, &err));
+    g_assert_no_error(err);
+    for (guint32 uid = 1; uid <= N; uid++) {
+        g_autofree char *t = blob_text(uid, uid == 3 ? 2 : 1);
+        assert_blob(b, uid, uid == 7 ? NULL : t);
+    }
+    for (guint32 uid = N; uid >= 1; uid -= 13) {
+        g_autofree char *t = blob_text(uid, uid == 3 ? 2 : 1);
+        assert_blob(a, uid, uid == 7 ? NULL : t);
+    }
+    /* a new blob for a message read before: the new one wins in both */
+    g_autofree char *t5 = blob_text(5, 9);
+    g_autoptr(GBytes) b5 = g_bytes_new(t5, strlen(t5));
+    g_assert_true(ops->cache_set(b, 5, b5, &err));
+    ops->close(b); /* close writes it */
+    assert_blob(a, 5, t5);
+
+    /* over the limit: refused, nothing stored */
+    g_autoptr(GBytes) huge =
+        g_bytes_new_take(g_malloc0(16 * 1024 * 1024 + 1), 16 * 1024 * 1024 + 1);
+    g_assert_false(ops->cache_set(a, 6, huge, &err));
+    g_assert_error(err, KR_STORE_ERROR, KR_STORE_ERROR_LIMIT);
+    g_clear_error(&err);
+    g_autofree char *t6 = blob_text(6, 1);
+    assert_blob(a, 6, t6);
+
+    /* damage: the cache file cut in half, absurd records in the index */
+    g_autofree char *home = home_of("cb", NULL);
+    g_autoptr(GDir) d = g_dir_open(home, 0, NULL);
+    g_autofree char *cache = NULL;
+    for (const char *n; (n = g_dir_read_name(d));)
+        if (g_str_has_prefix(n, "kurir-cache."))
+            cache = g_build_filename(home, n, NULL);
+    g_assert_nonnull(cache);
+    struct stat st;
+    g_assert_cmpint(stat(cache, &st), ==, 0);
+    g_assert_cmpint(st.st_size, >, 50 * N);
+    g_assert_cmpint(truncate(cache, st.st_size / 2), ==, 0);
+    g_autofree char *index = g_build_filename(home, "kurir-index", NULL);
+    append_to(index, "C 1 0 4294967295\nC 2 9223372036854775000 100\nC 4 1 16777217\n");
+    KrMailbox *c = open_mb("cb", NULL, 0);
+    g_autofree char *t10 = blob_text(10, 1);
+    assert_blob(c, 10, t10); /* in the first half */
+    assert_blob(c, 1, NULL);
+    assert_blob(c, 2, NULL);
+    assert_blob(c, 4, NULL);
+    guint misses = 0;
+    for (guint32 uid = 8; uid <= N; uid++) {
+        GBytes *got = NULL;
+        g_assert_true(ops->cache_get(c, uid, &got, &err));
+        if (!got) {
+            misses++;
+            continue;
+        }
+        g_autofree char *t = blob_text(uid, uid == 5 ? 9 : 1);
+        g_assert_cmpmem(g_bytes_get_data(got, NULL), g_bytes_get_size(got), t, strlen(t));
+        g_bytes_unref(got);
+    }
+    g_assert_cmpuint(misses, >, N / 3);
+    g_assert_cmpuint(misses, <, N);
+    /* a after a sync (file reopened) too; and it can cache again */
+    g_assert_true(ops->sync(a, NULL, &err));
+    assert_blob(a, 1, NULL);
+    assert_blob(a, N, NULL);
+    g_autofree char *tn = blob_text(N, 5);
+    g_autoptr(GBytes) bn = g_bytes_new(tn, strlen(tn));
+    g_assert_true(ops->cache_set(a, N, bn, &err));
+    g_assert_true(ops->sync(a, NULL, &err));
+    assert_blob(c, N, tn);
+    /* expunged with a blob queued: no trouble, gone */
+    guint32 x = 20;
+    g_assert_true(ops->cache_set(a, x, bn, &err));
+    g_assert_true(ops->expunge(a, &x, 1, FALSE, NULL, &err));
+    g_assert_no_error(err);
+    assert_blob(c, x, NULL);
+    ops->close(a);
+    ops->close(c);
+}
+
+static guint
+count_recent(KrMailbox *mb)
+{
+    guint n = 0;
+    for (guint32 s = 1; s <= ops->count(mb); s++)
+        n += (ops->msg(mb, s)->flags & KR_FLAG_RECENT) != 0;
+    return n;
+}
+
+/* \Recent: the first session that may write claims new messages; the
+ * others (and the shared view) never see its bits; read-only sessions
+ * see unclaimed ones without claiming; the claim survives the index
+ * being read afresh; set_flags neither stores nor clears it. */
+static void
+test_recent(void)
+{
+    put_file("rcn", NULL, "cur", "5000.A.host:2,", "Subject: a\n\na\n");
+    put_file("rcn", NULL, "cur", "5001.B.host:2,S", "Subject: b\n\nb\n");
+    KrMailbox *ro = open_mb("rcn", NULL, KR_MAILBOX_READONLY);
+    g_assert_cmpuint(count_recent(ro), ==, 2); /* seen, not claimed */
+    KrMailbox *a = open_mb("rcn", NULL, 0);
+    g_assert_cmpuint(count_recent(a), ==, 2);
+    g_assert_cmpuint(ops->msg(a, 2)->flags, ==, KR_FLAG_SEEN | KR_FLAG_RECENT);
+    KrMailbox *b = open_mb("rcn", NULL, 0);
+    g_assert_cmpuint(count_recent(b), ==, 0);
+    KrMailbox *ro2 = open_mb("rcn", NULL, KR_MAILBOX_READONLY);
+    g_assert_cmpuint(count_recent(ro2), ==, 0);
+    KrMailboxStatus st;
+    ops->get_status(b, &st);
+    g_assert_cmpuint(st.unseen, ==, 1);
+
+    /* a delivery: ro2 sees it recent first, b claims it, a does not get it */
+    put_file("rcn", NULL, "new", "5002.C.host", "Subject: c\n\nc\n");
+    GError *err = NULL;
+    KrMailboxChanges ch;
+    g_assert_true(ops->sync(ro2, &ch, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ch.new_messages, ==, 1);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(count_recent(ro2), ==, 1);
+    g_assert_cmpuint(ops->msg(ro2, 3)->flags, ==, KR_FLAG_RECENT);
+    g_assert_true(ops->sync(b, &ch, &err));
+    g_assert_cmpuint(ch.new_messages, ==, 1);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(count_recent(b), ==, 1);
+    g_assert_cmpuint(ops->msg(b, 3)->flags, ==, KR_FLAG_RECENT);
+    g_assert_true(ops->sync(a, &ch, &err));
+    g_assert_cmpuint(ch.new_messages, ==, 1);
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 0);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(count_recent(a), ==, 2); /* its own two, kept */
+    g_assert_cmpuint(ops->msg(a, 3)->flags, ==, 0);
+
+    /* set_flags: \Recent neither stored nor cleared */
+    guint32 one = 1;
+    g_assert_true(ops->set_flags(a, &one, 1, KR_FLAGS_REPLACE, KR_FLAG_SEEN | KR_FLAG_RECENT, NULL,
+                                 0, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_SEEN | KR_FLAG_RECENT);
+    ops->get_status(a, &st);
+    g_assert_cmpuint(st.unseen, ==, 1);
+    g_assert_true(ops->set_flags(b, &one, 1, KR_FLAGS_REMOVE, KR_FLAG_SEEN, NULL, 0, NULL, &err));
+    g_assert_true(ops->sync(a, &ch, &err));
+    g_assert_cmpuint(ch.changed_seqs->len, ==, 1);
+    kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(ops->msg(a, 1)->flags, ==, KR_FLAG_RECENT);
+    ops->get_status(a, &st);
+    g_assert_cmpuint(st.unseen, ==, 2);
+    KrMailbox *c = open_mb("rcn", NULL, 0);
+    g_assert_cmpuint(count_recent(c), ==, 0);
+    g_assert_cmpuint(ops->msg(c, 1)->flags, ==, 0);
+    ops->get_status(c, &st);
+    g_assert_cmpuint(st.unseen, ==, 2);
+    g_assert_cmpuint(st.messages, ==, 3);
+    ops->close(c);
+
+    /* the claim is in the index file: read afresh (new inode), still claimed */
+    g_autofree char *home = home_of("rcn", NULL);
+    g_autofree char *index = g_build_filename(home, "kurir-index", NULL);
+    g_autofree char *copy = g_build_filename(home, "kurir-index.copy", NULL);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(index, &text, NULL, NULL));
+    g_assert_nonnull(strstr(text, "\nR 4\n"));
+    g_assert_true(g_file_set_contents(copy, text, -1, NULL));
+    g_assert_cmpint(rename(copy, index), ==, 0);
+    c = open_mb("rcn", NULL, 0);
+    g_assert_cmpuint(count_recent(c), ==, 0);
+    ops->close(c);
+    /* a rebuilt index: every message is recent again (documented) */
+    g_assert_cmpint(unlink(index), ==, 0);
+    c = open_mb("rcn", NULL, 0);
+    g_assert_cmpuint(count_recent(c), ==, 3);
+    ops->close(c);
+    ops->close(a);
+    ops->close(b);
+    ops->close(ro);
+    ops->close(ro2);
 }
 
 int
@@ -966,6 +1218,8 @@ main(int argc, char **argv)
     g_test_add_func("/store/concurrent", test_concurrent);
     g_test_add_func("/store/vsize-names", test_vsize_names);
     g_test_add_func("/store/shared-view", test_shared_view);
+    g_test_add_func("/store/cache-blobs", test_cache_blobs);
+    g_test_add_func("/store/recent", test_recent);
     int rc = g_test_run();
     kr_shutdown_modules();
     return rc;

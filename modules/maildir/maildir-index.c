@@ -30,6 +30,16 @@
  *                                              kurir-cache.CACHEGEN
  *     D NEWMTIME CURMTIME                      new/ and cur/ mtimes (ns)
  *                                              the index matches; 0 = scan
+ *     R UID                                    UIDs below UID have been
+ *                                              claimed as \Recent by a
+ *                                              session (kr-store.h); the
+ *                                              largest R counts
+ *
+ *   R records were added later: an index without one (written before
+ *   them), like a rebuilt one, has every message unclaimed, so the next
+ *   session to open the folder sees all of them as \Recent (as Dovecot
+ *   does after losing its index). Older kurir versions treat R as damage
+ *   and rebuild.
  *
  *   UIDs of M records strictly ascend. Anything else is damage: the
  *   store then rebuilds the index from the files with a new UIDVALIDITY
@@ -136,6 +146,7 @@ md_index_init(MdIndex *idx)
     idx->by_name = g_hash_table_new(base_hash, g_str_equal);
     idx->keywords = g_ptr_array_new_with_free_func(g_free);
     idx->nextuid = 1;
+    idx->recent_uid = 1;
 }
 
 void
@@ -147,6 +158,7 @@ md_index_reset(MdIndex *idx)
     g_hash_table_remove_all(idx->by_name);
     g_ptr_array_set_size(idx->keywords, 0);
     idx->nextuid = 1;
+    idx->recent_uid = 1;
     idx->highestmodseq = 0;
     idx->new_mtime = idx->cur_mtime = 0;
     idx->loaded = FALSE;
@@ -416,6 +428,14 @@ apply_line(MdIndex *idx, const char *line, gsize len, gboolean *any_gone)
         }
         return TRUE;
     }
+    case 'R': {
+        guint32 uid;
+        if (!next_u32(&c, &uid) || c.p != c.end)
+            return FALSE;
+        if (uid > idx->recent_uid)
+            idx->recent_uid = uid;
+        return TRUE;
+    }
     case 'D': {
         gint64 n, cu;
         if (!next_i64(&c, &n) || !next_i64(&c, &cu) || c.p != c.end)
@@ -671,6 +691,13 @@ md_txn_dirs(MdTxn *txn, gint64 new_mtime, gint64 cur_mtime)
     txn->n++;
 }
 
+void
+md_txn_recent(MdTxn *txn, guint32 uid)
+{
+    g_string_append_printf(txn->text, "R %u\n", uid);
+    txn->n++;
+}
+
 static gboolean
 write_all(int fd, const char *buf, gsize len)
 {
@@ -755,6 +782,8 @@ md_index_write_full(MdIndex *idx, int dirfd, GError **error)
     g_string_append_printf(s, "N %u %" G_GUINT64_FORMAT "\n", idx->nextuid, idx->highestmodseq);
     g_string_append_printf(s, "D %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", idx->new_mtime,
                            idx->cur_mtime);
+    if (idx->recent_uid > 1)
+        g_string_append_printf(s, "R %u\n", idx->recent_uid);
 
     static const char tmp[] = MD_INDEX_FILE ".tmp";
     int e = 0;

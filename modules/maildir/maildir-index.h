@@ -56,6 +56,7 @@ typedef struct {
     guint32 nextuid;
     guint64 highestmodseq;
     guint32 cache_gen;
+    guint32 recent_uid;  /* first UID no session claimed as \Recent yet */
     GArray *entries;     /* MdEntry, ascending UID */
     GHashTable *by_name; /* base (borrowed from the entry) -> uid */
     GPtrArray *keywords; /* char *, index = bit */
@@ -107,6 +108,8 @@ void md_txn_expunge(MdTxn *txn, guint32 uid);
 void md_txn_keyword(MdTxn *txn, guint idx, const char *name);
 void md_txn_cache(MdTxn *txn, guint32 uid, gint64 off, guint32 len);
 void md_txn_dirs(MdTxn *txn, gint64 new_mtime, gint64 cur_mtime);
+/* UIDs below uid are claimed as \Recent (R record). */
+void md_txn_recent(MdTxn *txn, guint32 uid);
 
 /* Append txn to the file and apply it; caller holds the lock. */
 gboolean md_index_commit(MdIndex *idx, int dirfd, MdTxn *txn, GError **error);

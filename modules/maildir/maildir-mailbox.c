@@ -53,8 +53,12 @@ struct KrMailbox {
     gboolean view_shared; /* view may be another session's too: copy first */
     guint32 uidvalidity, uidnext;
     guint64 highestmodseq;
-    guint64 synced_version; /* f->idx.version the view reflects */
+    guint64 synced_version;      /* f->idx.version the view reflects */
+    guint64 synced_msgs_version; /* f->idx.msgs_version the view reflects */
+    guint32 unseen, deleted;     /* counts of the view (get_status) */
+    gint64 size;
     char **keywords;
+    MdCache cache; /* cached blobs: open file, window, unwritten batch */
     KrMailboxWatchFunc watch;
     gpointer watch_ud;
 };
@@ -167,11 +171,13 @@ view_own(KrMailbox *mb)
     mb->view_shared = FALSE;
 }
 
+/* m from e; m->flags keeps only \Recent (a view-only flag) of what it
+ * had: m must be initialised. */
 static void
 msg_from_entry(KrMailboxMsg *m, const MdEntry *e)
 {
     m->uid = e->uid;
-    m->flags = e->flags;
+    m->flags = e->flags | (m->flags & KR_FLAG_RECENT);
     m->keywords = e->keywords;
     m->reserved = 0;
     m->modseq = e->modseq;
@@ -191,6 +197,106 @@ take_counters(KrMailbox *mb)
     for (guint i = 0; i < idx->keywords->len; i++)
         mb->keywords[i] = g_strdup(idx->keywords->pdata[i]);
     mb->synced_version = idx->version;
+    mb->synced_msgs_version = idx->msgs_version;
+}
+
+static void
+count_view(GArray *v, guint32 *unseen_r, guint32 *deleted_r, gint64 *size_r)
+{
+    guint32 unseen = 0, deleted = 0;
+    gint64 size = 0;
+    for (guint i = 0; i < v->len; i++) {
+        const KrMailboxMsg *m = &g_array_index(v, KrMailboxMsg, i);
+        unseen += !(m->flags & KR_FLAG_SEEN);
+        deleted += (m->flags & KR_FLAG_DELETED) != 0;
+        size += m->size;
+    }
+    *unseen_r = unseen;
+    *deleted_r = deleted;
+    *size_r = size;
+}
+
+/* Mark the view's messages with UIDs in [lo, hi) \Recent (copying a
+ * shared view first: the bit is this session's alone). */
+static void
+mark_recent(KrMailbox *mb, guint32 lo, guint32 hi)
+{
+    if (lo >= hi)
+        return;
+    guint a = 0, b = mb->view->len;
+    while (a < b) {
+        guint mid = a + (b - a) / 2;
+        if (g_array_index(mb->view, KrMailboxMsg, mid).uid < lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    for (guint i = a; i < mb->view->len; i++) {
+        const KrMailboxMsg *m = &g_array_index(mb->view, KrMailboxMsg, i);
+        if (m->uid >= hi)
+            break;
+        if (!(m->flags & KR_FLAG_RECENT)) {
+            view_own(mb);
+            for (; i < mb->view->len; i++) {
+                KrMailboxMsg *w = &g_array_index(mb->view, KrMailboxMsg, i);
+                if (w->uid >= hi)
+                    break;
+                w->flags |= KR_FLAG_RECENT;
+            }
+            return;
+        }
+    }
+}
+
+/* Under f->lock, index fresh: the UIDs [*lo_r, *hi_r) this session sees
+ * as \Recent now. A session that may write claims them (an R record,
+ * under the index lock); a read-only one sees the unclaimed ones
+ * without claiming. Trouble writing the claim is logged, not fatal:
+ * nothing is recent then. */
+static void
+claim_recent(KrMailbox *mb, guint32 *lo_r, guint32 *hi_r)
+{
+    MdIndex *idx = &mb->f->idx;
+    *lo_r = *hi_r = 0;
+    if (idx->recent_uid >= idx->nextuid)
+        return;
+    if (mb->flags & KR_MAILBOX_READONLY) {
+        *lo_r = idx->recent_uid;
+        *hi_r = idx->nextuid;
+        return;
+    }
+    GError *e = NULL;
+    int lk = md_index_lock(mb->fds.dir, &e);
+    gboolean ok = lk >= 0 && md_folder_sync_locked(mb->f, &mb->fds, FALSE, &e);
+    if (ok && idx->recent_uid < idx->nextuid) {
+        guint32 lo = idx->recent_uid, hi = idx->nextuid;
+        MdTxn txn;
+        md_txn_begin(&txn, idx);
+        md_txn_recent(&txn, hi);
+        ok = md_index_commit(idx, mb->fds.dir, &txn, &e);
+        md_txn_free(&txn);
+        if (ok) {
+            *lo_r = lo;
+            *hi_r = hi;
+        }
+    }
+    md_index_unlock(lk);
+    if (!ok) {
+        g_message("%s: cannot claim \\Recent messages: %s", mb->f->key, e->message);
+        g_error_free(e);
+    }
+}
+
+/* Write the session's queued cached blobs; trouble is only logged (a
+ * cache: they are computed again). */
+static void
+flush_cache(KrMailbox *mb)
+{
+    GError *e = NULL;
+    if (!md_cache_flush(&mb->cache, mb->f, &mb->fds, &e)) {
+        g_debug("%s: cannot write cached blobs: %s", mb->f->key, e->message);
+        g_error_free(e);
+    }
 }
 
 /* Under f->lock: the view is the folder's snapshot, built if the index
@@ -207,6 +313,7 @@ view_build(KrMailbox *mb)
         for (guint i = 0; i < idx->entries->len; i++) {
             MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
             KrMailboxMsg *m = &g_array_index(v, KrMailboxMsg, i);
+            m->flags = 0;
             msg_from_entry(m, e);
             m->guid = g_ref_string_acquire(e->base);
         }
@@ -215,11 +322,15 @@ view_build(KrMailbox *mb)
         f->snap = v;
         f->snap_version = idx->msgs_version;
         f->snap_uidvalidity = idx->uidvalidity;
+        count_view(v, &f->snap_unseen, &f->snap_deleted, &f->snap_size);
     }
     if (mb->view)
         g_array_unref(mb->view);
     mb->view = g_array_ref(f->snap);
     mb->view_shared = TRUE;
+    mb->unseen = f->snap_unseen;
+    mb->deleted = f->snap_deleted;
+    mb->size = f->snap_size;
     take_counters(mb);
 }
 
@@ -279,6 +390,7 @@ mb_open(gpointer self, const char *user, const char *name, unsigned flags, GErro
     mb->lock_fd = -1;
     mb->fds = (MaildirFds)MAILDIR_FDS_INIT;
     mb->view = view_new(0);
+    md_cache_init(&mb->cache);
     if (!md_open_fds(md, user, folder, folder == NULL, &mb->fds, error))
         goto fail;
     if (flags & KR_MAILBOX_EXCLUSIVE) {
@@ -300,8 +412,12 @@ mb_open(gpointer self, const char *user, const char *name, unsigned flags, GErro
     mb->f = md_folder_get(key, &mb->fds);
     g_mutex_lock(&mb->f->lock);
     gboolean ok = md_folder_sync(mb->f, &mb->fds, FALSE, error);
-    if (ok)
+    if (ok) {
+        guint32 lo, hi;
+        claim_recent(mb, &lo, &hi);
         view_build(mb);
+        mark_recent(mb, lo, hi);
+    }
     g_mutex_unlock(&mb->f->lock);
     if (ok)
         return mb;
@@ -346,6 +462,8 @@ mb_close(KrMailbox *mb)
     if (!mb)
         return;
     mb_watch(mb, NULL, NULL);
+    flush_cache(mb);
+    md_cache_clear(&mb->cache);
     md_folder_put(mb->f);
     if (mb->lock_fd >= 0)
         close(mb->lock_fd);
@@ -365,6 +483,8 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
     if (ch)
         memset(ch, 0, sizeof *ch);
     MdFolder *f = mb->f;
+    flush_cache(mb);
+    md_cache_forget_file(&mb->cache); /* reopened (maybe a new file) on use */
     g_mutex_lock(&f->lock);
     if (!md_folder_sync(f, &mb->fds, FALSE, error)) {
         g_mutex_unlock(&f->lock);
@@ -378,10 +498,19 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
                     idx->uidvalidity);
         return FALSE;
     }
-    if (idx->version == mb->synced_version) {
+    guint32 rlo, rhi;
+    claim_recent(mb, &rlo, &rhi);
+    if (idx->version == mb->synced_version || idx->msgs_version == mb->synced_msgs_version) {
+        /* No message changed (maybe counters, keywords, cached blobs). */
+        guint nkw_before = g_strv_length(mb->keywords);
+        if (idx->version != mb->synced_version)
+            take_counters(mb);
+        mark_recent(mb, rlo, rhi);
         g_mutex_unlock(&f->lock);
-        if (ch)
+        if (ch) {
             ch->exists = mb->view->len;
+            ch->keywords_changed = g_strv_length(mb->keywords) != nkw_before;
+        }
         return TRUE;
     }
     guint nkw_before = g_strv_length(mb->keywords);
@@ -412,8 +541,9 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
         if (o && e && o->uid == e->uid) {
             KrMailboxMsg m = *o;
             m.guid = g_ref_string_acquire((char *)o->guid);
-            if (o->modseq != e->modseq || o->flags != e->flags || o->keywords != e->keywords) {
-                gboolean report = o->flags != e->flags || o->keywords != e->keywords;
+            guint32 oflags = o->flags & ~KR_FLAG_RECENT;
+            if (o->modseq != e->modseq || oflags != e->flags || o->keywords != e->keywords) {
+                gboolean report = oflags != e->flags || o->keywords != e->keywords;
                 msg_from_entry(&m, e);
                 if (ch && report) {
                     guint32 seq = view->len + 1;
@@ -427,7 +557,7 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
         }
         /* e only */
         if (e->uid > last_old) {
-            KrMailboxMsg m;
+            KrMailboxMsg m = {0};
             msg_from_entry(&m, e);
             m.guid = g_ref_string_acquire(e->base);
             g_array_append_val(view, m);
@@ -439,6 +569,8 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
     mb->view = view;
     mb->view_shared = FALSE;
     take_counters(mb);
+    count_view(view, &mb->unseen, &mb->deleted, &mb->size);
+    mark_recent(mb, rlo, rhi);
     g_mutex_unlock(&f->lock);
     if (ch) {
         for (guint a = 0, b = exp_seqs->len; a + 1 < b; a++, b--) {
@@ -497,14 +629,9 @@ mb_get_status(KrMailbox *mb, KrMailboxStatus *st)
     st->uidvalidity = mb->uidvalidity;
     st->uidnext = mb->uidnext;
     st->highestmodseq = mb->highestmodseq;
-    for (guint i = 0; i < mb->view->len; i++) {
-        const KrMailboxMsg *m = &g_array_index(mb->view, KrMailboxMsg, i);
-        if (!(m->flags & KR_FLAG_SEEN))
-            st->unseen++;
-        if (m->flags & KR_FLAG_DELETED)
-            st->deleted++;
-        st->size += m->size;
-    }
+    st->unseen = mb->unseen;
+    st->deleted = mb->deleted;
+    st->size = mb->size;
 }
 
 static const char *const *
@@ -607,6 +734,7 @@ mb_set_flags(KrMailbox *mb, const guint32 *uids, guint n, KrFlagsOp op, guint32 
     if (!check_writable(mb, error))
         return FALSE;
     flags &= KR_FLAG_ALL;
+    flush_cache(mb);
     int lk = lock_folder(mb, error);
     if (lk < 0)
         return FALSE;
@@ -677,13 +805,21 @@ mb_set_flags(KrMailbox *mb, const guint32 *uids, guint n, KrFlagsOp op, guint32 
             guint32 uid = g_array_index(done, guint32, i);
             guint32 seq = mb_seq_of_uid(mb, uid);
             MdEntry *e = md_index_find(idx, uid);
-            if (seq && e)
-                msg_from_entry(&g_array_index(mb->view, KrMailboxMsg, seq - 1), e);
+            if (!seq || !e)
+                continue;
+            KrMailboxMsg *m = &g_array_index(mb->view, KrMailboxMsg, seq - 1);
+            mb->unseen -= !(m->flags & KR_FLAG_SEEN);
+            mb->deleted -= (m->flags & KR_FLAG_DELETED) != 0;
+            msg_from_entry(m, e);
+            mb->unseen += !(m->flags & KR_FLAG_SEEN);
+            mb->deleted += (m->flags & KR_FLAG_DELETED) != 0;
         }
         if (idx->keywords->len != g_strv_length(mb->keywords)) {
-            guint64 v = mb->synced_version;
+            /* The view does not have others' changes yet: not synced. */
+            guint64 v = mb->synced_version, mv = mb->synced_msgs_version;
             take_counters(mb);
             mb->synced_version = v;
+            mb->synced_msgs_version = mv;
         }
         mb->highestmodseq = idx->highestmodseq;
     }
@@ -700,6 +836,7 @@ mb_expunge(KrMailbox *mb, const guint32 *uids, guint n, gboolean only_deleted, G
 {
     if (!check_writable(mb, error))
         return FALSE;
+    flush_cache(mb);
     g_autoptr(GArray) want = g_array_new(FALSE, FALSE, sizeof(guint32));
     if (uids) {
         g_array_append_vals(want, uids, n);
@@ -801,7 +938,6 @@ copy_item_clear(CopyItem *c)
 }
 
 static gboolean mb_cache_get(KrMailbox *mb, guint32 uid, GBytes **blob_r, GError **error);
-static gboolean mb_cache_set(KrMailbox *mb, guint32 uid, GBytes *blob, GError **error);
 
 static gboolean
 mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean move,
@@ -817,6 +953,7 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
                     "cannot move messages to the folder they are in");
         return FALSE;
     }
+    flush_cache(mb);
     /* 1. What to copy, from the source (its lock only). */
     GArray *items = g_array_new(FALSE, TRUE, sizeof(CopyItem));
     g_array_set_clear_func(items, (GDestroyNotify)copy_item_clear);
@@ -858,6 +995,7 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
     int lk = md_index_lock(dfds.dir, error);
     g_autoptr(GArray) moved = g_array_new(FALSE, FALSE, sizeof(guint32));
     g_autoptr(GArray) new_uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+    guint32 dvalidity = 0;
     if (lk >= 0 && md_folder_sync_locked(df, &dfds, FALSE, error)) {
         MdIndex *didx = &df->idx;
         MdTxn txn;
@@ -917,6 +1055,7 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
         if (txn.n > 0)
             md_folder_changed(df);
         md_txn_free(&txn);
+        dvalidity = didx->uidvalidity;
         if (dest_uidvalidity_r)
             *dest_uidvalidity_r = didx->uidvalidity;
     }
@@ -926,15 +1065,19 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
 
     /* 3. Cached blobs go along (best effort). */
     if (moved->len > 0) {
-        KrMailbox dmb = {.md = mb->md, .user = mb->user, .f = df, .fds = dfds};
+        MdCache dc;
+        md_cache_init(&dc);
         for (guint i = 0, k = 0; i < items->len && k < moved->len; i++) {
             CopyItem *c = &g_array_index(items, CopyItem, i);
             if (c->src_uid != g_array_index(moved, guint32, k))
                 continue;
             if (c->blob)
-                mb_cache_set(&dmb, g_array_index(new_uids, guint32, k), c->blob, NULL);
+                md_cache_set(&dc, df, &dfds, dvalidity, g_array_index(new_uids, guint32, k),
+                             c->blob, NULL);
             k++;
         }
+        md_cache_flush(&dc, df, &dfds, NULL);
+        md_cache_clear(&dc);
     }
     md_folder_put(df);
     maildir_fds_close(&dfds);
@@ -968,71 +1111,16 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
 
 /* --- cached blobs ------------------------------------------------------------------- */
 
-static int
-open_cache(KrMailbox *mb, gboolean write)
-{
-    g_autofree char *name = g_strdup_printf("%s%u", MD_CACHE_PREFIX, mb->f->idx.cache_gen);
-    return openat(mb->fds.dir, name, (write ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC,
-                  0600);
-}
-
 static gboolean
 mb_cache_get(KrMailbox *mb, guint32 uid, GBytes **blob_r, GError **error)
 {
-    *blob_r = NULL;
-    g_mutex_lock(&mb->f->lock);
-    MdEntry *e = md_index_find(&mb->f->idx, uid);
-    gint64 off = e ? e->cache_off : -1;
-    guint32 len = e ? e->cache_len : 0;
-    int fd = off >= 0 ? open_cache(mb, FALSE) : -1;
-    g_mutex_unlock(&mb->f->lock);
-    if (fd < 0)
-        return TRUE;
-    char *buf = g_malloc(len ? len : 1);
-    ssize_t r = pread(fd, buf, len, off);
-    close(fd);
-    if (r != (ssize_t)len) {
-        g_free(buf);
-        return TRUE; /* truncated cache file: a miss */
-    }
-    *blob_r = g_bytes_new_take(buf, len);
-    return TRUE;
+    return md_cache_get(&mb->cache, mb->f, &mb->fds, uid, blob_r);
 }
 
 static gboolean
 mb_cache_set(KrMailbox *mb, guint32 uid, GBytes *blob, GError **error)
 {
-    int lk = lock_folder(mb, error);
-    if (lk < 0)
-        return FALSE;
-    MdIndex *idx = &mb->f->idx;
-    gboolean ok = TRUE;
-    if (md_index_find(idx, uid)) {
-        gsize len = blob ? g_bytes_get_size(blob) : 0;
-        gint64 off = 0;
-        if (len > 0) {
-            int fd = open_cache(mb, TRUE);
-            struct stat st;
-            if (fd < 0 || fstat(fd, &st) < 0 ||
-                pwrite(fd, g_bytes_get_data(blob, NULL), len, st.st_size) != (ssize_t)len) {
-                g_set_error(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED,
-                            "cannot write the cache: %s", g_strerror(errno));
-                ok = FALSE;
-            }
-            off = fd >= 0 ? st.st_size : 0;
-            if (fd >= 0)
-                close(fd);
-        }
-        if (ok) {
-            MdTxn txn;
-            md_txn_begin(&txn, idx);
-            md_txn_cache(&txn, uid, off, (guint32)len);
-            ok = md_index_commit(idx, mb->fds.dir, &txn, error);
-            md_txn_free(&txn);
-        }
-    }
-    unlock_folder(mb, lk);
-    return ok;
+    return md_cache_set(&mb->cache, mb->f, &mb->fds, mb->uidvalidity, uid, blob, error);
 }
 
 const KrMailboxOps maildir_mailbox_ops = {

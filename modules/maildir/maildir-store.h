@@ -16,6 +16,8 @@
  *                      expunge, content, copy/move, cached blobs
  *   maildir-folders.c  folder list, create, delete, rename,
  *                      subscriptions, status, append
+ *   maildir-cache.c    a session's cached-blob reads (kept-open file,
+ *                      read-ahead window) and batched writes
  *
  * LOCKING (in this order, never two folders at once)
  *   1. MdFolder.lock (GMutex): one thread at a time works on a folder's
@@ -56,9 +58,36 @@ struct MdFolder {
     GArray *snap;
     guint64 snap_version;
     guint32 snap_uidvalidity;
+    guint32 snap_unseen, snap_deleted; /* counts of snap (get_status) */
+    gint64 snap_size;
 };
 
 extern const KrMailboxOps maildir_mailbox_ops;
+
+/* maildir-cache.c: one session's cached-blob state (see there). Used by
+ * one thread at a time, like its session. */
+#define MD_CACHE_BLOB_MAX (16u * 1024 * 1024) /* larger: refused / a miss */
+typedef struct {
+    GArray *pending;         /* blobs set but not written yet, in order */
+    GHashTable *pending_pos; /* uid -> index in pending + 1 */
+    gsize pending_bytes;
+    guint32 uidvalidity; /* of the pending UIDs */
+    int fd;              /* kurir-cache.<fd_gen>, read-only; -1 */
+    guint32 fd_gen;
+    GBytes *win; /* read-ahead window: the file's bytes at win_off */
+    gint64 win_off;
+    gsize win_size; /* bytes the next window read asks for */
+    guint win_hits; /* reads served by the current window */
+} MdCache;
+
+void md_cache_init(MdCache *c);
+void md_cache_clear(MdCache *c);
+void md_cache_forget_file(MdCache *c);
+gboolean md_cache_get(MdCache *c, MdFolder *f, const MaildirFds *fds, guint32 uid, GBytes **blob_r);
+gboolean md_cache_set(MdCache *c, MdFolder *f, const MaildirFds *fds, guint32 uidvalidity,
+                      guint32 uid, GBytes *blob, GError **error);
+/* Write the queued blobs (takes f->lock and the index lock). */
+gboolean md_cache_flush(MdCache *c, MdFolder *f, const MaildirFds *fds, GError **error);
 
 /* maildir-folder.c */
 char *md_folder_key(const char *user, const char *folder, GError **error);
