@@ -488,6 +488,43 @@ with Kurird(config=conf) as k:
                "%s: a bounded, balanced BODYSTRUCTURE (%d octets, %.2fs)" % (name, len(bs), dt), bs[:300])
     c.cmd("LOGOUT")
 
+    # --- envelope-only cache, upgraded to the full structure on demand ---------
+    # FETCH ENVELOPE reads only the header and caches the ENVELOPE alone; the
+    # first BODYSTRUCTURE parses the whole message (its file as it is then) and
+    # caches everything; after that neither is read from the file again.
+    c = Raw(port)
+    c.login("bob", "pw")
+    c.cmd("CREATE Up")
+    c.cmd(b"APPEND Up {%d+}\r\n" % len(MIXED) + MIXED)
+    c.cmd("SELECT Up")
+    u, t = c.cmd("FETCH 1 (ENVELOPE)")
+    tap.ok(u and b'"with attachment"' in u[0], "envelope-only: FETCH ENVELOPE", u)
+    up_dir = os.path.join(k.maildir("bob"), ".Up")
+    up_files = [os.path.join(up_dir, d, n) for d in ("cur", "new") for n in os.listdir(os.path.join(up_dir, d))]
+    tap.eq(len(up_files), 1, "the message's file")
+
+    def rewrite(frm, to):
+        with open(up_files[0], "rb") as f:
+            data = f.read()
+        with open(up_files[0], "r+b") as f:
+            f.write(data.replace(frm[0], to[0]).replace(frm[1], to[1], 1))
+
+    rewrite((b"Subject: with attachment", b"Content-Type: text/plain"),  # the first part's
+            (b"Subject: WITH ATTACHMENT", b"Content-Type: text/x-abc"))
+    u, t = c.cmd("FETCH 1 (ENVELOPE)")
+    tap.ok(u and b'"with attachment"' in u[0], "envelope-only: the ENVELOPE comes from the cache", u)
+    u, t = c.cmd("FETCH 1 (BODYSTRUCTURE ENVELOPE)")
+    tap.ok(u and b'("text" "x-abc"' in u[0] and b'"WITH ATTACHMENT"' in u[0],
+           "upgrade: BODYSTRUCTURE parses the whole message (the file as it is now)", u)
+    u, t = c.cmd("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME])")
+    tap.ok(u and lits(u[0])[0] == b"see attached", "upgrade: sections from the new part table", u)
+    rewrite((b"Subject: WITH ATTACHMENT", b"Content-Type: text/x-abc"),
+            (b"Subject: with attachment", b"Content-Type: text/plain"))
+    u, t = c.cmd("FETCH 1 (ENVELOPE BODY)")
+    tap.ok(u and b'"WITH ATTACHMENT"' in u[0] and b'("text" "x-abc"' in u[0],
+           "upgraded: ENVELOPE and BODY from the full cache blob, the file not read again", u)
+    c.cmd("LOGOUT")
+
     # --- users are separate ---------------------------------------------------
     e = Raw(port)
     e.login("eve", "pw2")

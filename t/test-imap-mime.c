@@ -1229,6 +1229,99 @@ test_cache(void)
         check_sect(c, shorter, "BODY[1]", "<CHANGED>", -1);
 }
 
+/* The header-only parse gives the full parse's ENVELOPE, from memory and
+ * through an fd (small first window, long header lines, headers past the
+ * window); the envelope-only blob answers the ENVELOPE only and does not
+ * load, so a caller upgrades it to a full blob. */
+static void
+envelope_only_case(const char *dir, const char *name, GBytes *b)
+{
+    g_autoptr(ImapMimeMessage) m = parse_bytes(b, NULL);
+    gsize len;
+    const guchar *p = g_bytes_get_data(b, &len);
+    ImapMimeInput mem = IMAP_MIME_INPUT_MEM(p, len);
+    GError *err = NULL;
+    g_autofree char *em = imap_mime_parse_envelope(&mem, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(em, ==, imap_mime_envelope(m));
+    g_autofree char *path = g_build_filename(dir, "env.eml", NULL);
+    g_assert_true(g_file_set_contents(path, (const char *)p, (gssize)len, NULL));
+    int fd = open(path, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    ImapMimeInput in = IMAP_MIME_INPUT_FD(fd);
+    g_autofree char *ef = imap_mime_parse_envelope(&in, NULL, &err);
+    g_assert_no_error(err);
+    if (g_strcmp0(ef, imap_mime_envelope(m)) != 0) {
+        g_test_message("%s: fd envelope %s, full parse %s", name, ef, imap_mime_envelope(m));
+        g_test_fail();
+    }
+    g_assert_cmpint(lseek(fd, 0, SEEK_CUR), ==, 0);
+    close(fd);
+
+    g_autoptr(GBytes) blob = imap_mime_cache_build_envelope(em);
+    const char *t = NULL;
+    gsize tl = 0;
+    g_assert_true(imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &tl));
+    g_assert_cmpmem(t, tl, em, strlen(em));
+    g_assert_false(imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &t, &tl));
+    g_assert_false(imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &tl));
+    g_assert_false(imap_mime_cache_is_full(blob));
+    g_assert_null(imap_mime_cache_load(blob, &err));
+    g_assert_error(err, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CACHE);
+    g_clear_error(&err);
+    /* the upgrade: the full blob replaces it and answers everything */
+    g_autoptr(GBytes) full = imap_mime_cache_build(m);
+    g_assert_true(imap_mime_cache_is_full(full));
+    g_assert_true(imap_mime_cache_text(full, IMAP_MIME_CACHE_ENVELOPE, &t, &tl));
+    g_assert_cmpmem(t, tl, em, strlen(em));
+    g_assert_true(imap_mime_cache_text(full, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &tl));
+    /* every truncation of the envelope-only blob is refused, none crashes */
+    const guchar *bp = g_bytes_get_data(blob, &len);
+    for (gsize cut = 0; cut < len; cut++) {
+        g_autoptr(GBytes) tb = g_bytes_new(bp, cut);
+        g_assert_false(imap_mime_cache_text(tb, IMAP_MIME_CACHE_ENVELOPE, &t, &tl));
+        g_assert_null(imap_mime_cache_load(tb, NULL));
+    }
+}
+
+static void
+test_envelope_only(void)
+{
+    g_autofree char *dir = kr_test_tmpdir();
+    for (guint i = 0; i < G_N_ELEMENTS(all_fixtures); i++) {
+        g_autoptr(GBytes) b = fixture(all_fixtures[i]);
+        envelope_only_case(dir, all_fixtures[i], b);
+    }
+    /* a header longer than the first window, a Subject line longer than
+     * the full window, bare LF and CRLF, no body, no blank line */
+    const char *const ends[] = {"\n", "\r\n"};
+    for (guint e = 0; e < 2; e++) {
+        GString *s = g_string_new(NULL);
+        g_string_append_printf(s, "From: A <a@example.org>%s", ends[e]);
+        for (guint i = 0; i < 400; i++)
+            g_string_append_printf(s, "X-Filler-%u: %s%s", i, "0123456789abcdefghij", ends[e]);
+        g_string_append(s, "Subject: ");
+        for (guint i = 0; i < 70000; i++)
+            g_string_append_c(s, (char)('a' + i % 26));
+        g_string_append_printf(s, "%sTo: b@example.org%s%sbody%s", ends[e], ends[e], ends[e],
+                               ends[e]);
+        g_autoptr(GBytes) b = g_string_free_to_bytes(s);
+        envelope_only_case(dir, "long header", b);
+    }
+    const char *const small[] = {"", "Subject: x", "Subject: x\n", "\nbody\n",
+                                 "Subject: y\r\nFrom: c@d\r\n\r\n"};
+    for (guint i = 0; i < G_N_ELEMENTS(small); i++) {
+        g_autoptr(GBytes) b = g_bytes_new_static(small[i], strlen(small[i]));
+        envelope_only_case(dir, small[i], b);
+    }
+    /* a Subject that differs between the header and the body: the header's */
+    static const char two[] = "Subject: head\n\nSubject: body\n";
+    ImapMimeInput in = IMAP_MIME_INPUT_MEM(two, sizeof two - 1);
+    g_autofree char *env = imap_mime_parse_envelope(&in, NULL, NULL);
+    g_assert_nonnull(strstr(env, "\"head\""));
+    g_assert_null(strstr(env, "body"));
+}
+
 /* ---- random and damaged input ---- */
 
 static void
@@ -1386,6 +1479,7 @@ main(int argc, char **argv)
     g_test_add_func("/imap-mime/lf-vs-crlf", test_lf_crlf);
     g_test_add_func("/imap-mime/fd-input", test_fd_input);
     g_test_add_func("/imap-mime/cache", test_cache);
+    g_test_add_func("/imap-mime/envelope-only", test_envelope_only);
     g_test_add_func("/imap-mime/garbage", test_garbage);
     g_test_add_func("/imap-mime/threads", test_threads);
     return g_test_run();

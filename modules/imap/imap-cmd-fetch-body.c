@@ -7,11 +7,12 @@
  *   The only place the session code meets the MIME layer (imap-mime.h).
  *
  * SYNOPSIS
- *   imap_msginfo_get(s, uid, &fd, texts_only, error)  (worker) cached or parsed
+ *   imap_msginfo_get(s, uid, &fd, need, error)  (worker) cached or parsed
  *   imap_msginfo_free(mi)
  *   imap_msginfo_envelope(mi, &len)          "(date subject ...)"
  *   imap_msginfo_body(mi, extended, &len)    BODY / BODYSTRUCTURE text
- *   imap_msginfo_envelope_dup(s, uid, error) ENVELOPE text for SEARCH
+ *   imap_msginfo_envelope_ref(s, uid, &hold, &text, &len, error)
+ *                                            ENVELOPE text for SEARCH
  *   imap_msginfo_stream(s, mi, uid, fd, sec, &size, error)
  *                                            a section's octets, in chunks
  *   imap_secstream_read(st, buf, len, error), imap_secstream_free(st)
@@ -28,6 +29,12 @@
  *   and the caller closes it; a section stream keeps its own copy of the
  *   fd, so it may outlive the call (a big section is sent over several
  *   rounds of a FETCH job).
+ *
+ *   What is parsed depends on what is asked (ImapMsgNeed): for the
+ *   ENVELOPE alone (FETCH ENVELOPE, SEARCH on its fields) only the header
+ *   is read and an envelope-only blob cached; anything more (BODY,
+ *   BODYSTRUCTURE, sections) needs the full description, so an
+ *   envelope-only blob is then replaced by a full one (parsed once more).
  */
 #include "imap-session.h"
 
@@ -67,34 +74,61 @@ parse_and_cache(ImapSession *s, guint32 uid, int fd, GError **error)
     return mime;
 }
 
-/* Does the blob's prefix give all three texts? */
+/* Does the blob's prefix give the texts asked for? */
 static gboolean
-texts_ok(GBytes *blob)
+texts_ok(GBytes *blob, ImapMsgNeed need)
 {
     const char *t;
     gsize l;
-    return imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &l) &&
-           imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &t, &l) &&
-           imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &l);
+    if (!imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &l))
+        return FALSE;
+    return need == IMAP_MI_ENVELOPE ||
+           (imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &t, &l) &&
+            imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &l));
+}
+
+/* Header-only parse: an envelope-only blob, cached (NULL on error). */
+static GBytes *
+parse_envelope_and_cache(ImapSession *s, guint32 uid, int fd, GError **error)
+{
+    ImapMimeInput in = IMAP_MIME_INPUT_FD(fd);
+    ImapMimeLimits lim = IMAP_MIME_LIMITS_INIT;
+    g_autofree char *env = imap_mime_parse_envelope(&in, &lim, error);
+    if (!env)
+        return NULL;
+    GBytes *blob = imap_mime_cache_build_envelope(env);
+    g_autoptr(GError) e = NULL;
+    if (!imap_g.ops->cache_set(s->mb, uid, blob, &e))
+        g_debug("%s: %s: cannot cache message %u: %s", s->srv->name, s->user, uid, e->message);
+    return blob;
 }
 
 ImapMsgInfo *
-imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, gboolean texts_only, GError **error)
+imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, ImapMsgNeed need, GError **error)
 {
     GBytes *blob = NULL;
     ImapMimeMessage *mime = NULL;
     if (imap_g.ops->cache_get(s->mb, uid, &blob, NULL) && blob) {
-        if (texts_only && texts_ok(blob)) {
+        if (need != IMAP_MI_FULL && texts_ok(blob, need)) {
             ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
             mi->blob = blob;
             return mi;
         }
+        /* an envelope-only blob does not load: parsed in full below (upgrade) */
         mime = imap_mime_cache_load(blob, NULL);
         g_bytes_unref(blob);
     }
     if (!mime) {
         if (!need_fd(s, uid, fd, error))
             return NULL;
+        if (need == IMAP_MI_ENVELOPE) {
+            blob = parse_envelope_and_cache(s, uid, *fd, error);
+            if (!blob)
+                return NULL;
+            ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
+            mi->blob = blob;
+            return mi;
+        }
         mime = parse_and_cache(s, uid, *fd, error);
         if (!mime)
             return NULL;
@@ -121,7 +155,7 @@ text_of(const ImapMsgInfo *mi, ImapMimeCacheText which, gsize *len)
     const char *t = NULL;
     if (!mi->mime) {
         if (!imap_mime_cache_text(mi->blob, which, &t, len))
-            g_assert_not_reached(); /* checked by texts_ok() */
+            g_assert_not_reached(); /* checked by texts_ok() for what was asked */
         return t;
     }
     t = which == IMAP_MIME_CACHE_ENVELOPE ? imap_mime_envelope(mi->mime)
@@ -143,29 +177,32 @@ imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended, gsize *len)
     return text_of(mi, extended ? IMAP_MIME_CACHE_BODYSTRUCTURE : IMAP_MIME_CACHE_BODY, len);
 }
 
-char *
-imap_msginfo_envelope_dup(ImapSession *s, guint32 uid, GError **error)
+gboolean
+imap_msginfo_envelope_ref(ImapSession *s, guint32 uid, GBytes **hold, const char **text, gsize *len,
+                          GError **error)
 {
     GBytes *blob = NULL;
     if (imap_g.ops->cache_get(s->mb, uid, &blob, NULL) && blob) {
-        const char *t;
-        gsize len;
-        char *r = imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &len) ? g_strndup(t, len)
-                                                                                 : NULL;
+        if (imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, text, len)) {
+            *hold = blob;
+            return TRUE;
+        }
         g_bytes_unref(blob);
-        if (r)
-            return r;
     }
     int fd = imap_g.ops->open_content(s->mb, uid, error);
     if (fd < 0)
-        return NULL;
-    ImapMimeMessage *mime = parse_and_cache(s, uid, fd, error);
+        return FALSE;
+    blob = parse_envelope_and_cache(s, uid, fd, error);
     close(fd);
-    if (!mime)
-        return NULL;
-    char *r = g_strdup(imap_mime_envelope(mime));
-    imap_mime_message_free(mime);
-    return r;
+    if (!blob)
+        return FALSE;
+    if (!imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, text, len)) {
+        g_bytes_unref(blob);
+        g_set_error_literal(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "no ENVELOPE");
+        return FALSE;
+    }
+    *hold = blob;
+    return TRUE;
 }
 
 /* A section call failed because the file changed: parse it again. */

@@ -294,14 +294,16 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     d->sec_next = 0;
     gboolean need_mi =
         (a->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) != 0;
-    gboolean need_fd = FALSE, texts_only = TRUE;
+    ImapMsgNeed need =
+        a->items & (IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE) ? IMAP_MI_TEXTS : IMAP_MI_ENVELOPE;
+    gboolean need_fd = FALSE;
     for (guint i = 0; i < a->n_sections; i++) {
         need_fd = TRUE;
         if (!whole_message(&a->sections[i]))
-            need_mi = TRUE, texts_only = FALSE;
+            need_mi = TRUE, need = IMAP_MI_FULL;
     }
     g_autoptr(GError) e = NULL;
-    if ((need_mi && !(d->mi = imap_msginfo_get(s, uid, &d->fd, texts_only, &e))) ||
+    if ((need_mi && !(d->mi = imap_msginfo_get(s, uid, &d->fd, need, &e))) ||
         (need_fd && d->fd < 0 && (d->fd = ops->open_content(s->mb, uid, &e)) < 0)) {
         msg_end(d);
         if (g_error_matches(e, KR_STORE_ERROR, KR_STORE_ERROR_NO_MESSAGE)) {

@@ -15,8 +15,12 @@
  *   SUBJECT, FROM, TO, CC, BCC and HEADER of a field the ENVELOPE holds
  *   (Date, Subject, From, To, Cc, Bcc, In-Reply-To, Message-ID) are
  *   answered from the ENVELOPE text in the store's per-message cache
- *   blob; a message without one is parsed by the MIME layer (no GMime)
- *   and its blob stored, as FETCH does, so the next search opens no file.
+ *   blob; for a message without one only the header is parsed (MIME
+ *   layer, no GMime) and an envelope-only blob stored, as FETCH ENVELOPE
+ *   does, so the next search opens no file. A plain field (Subject, Date,
+ *   Message-ID, In-Reply-To) that is ASCII without escapes or encoded
+ *   words is matched against an ASCII needle where it stands in the
+ *   cached text, without copying or decoding (no allocation per message).
  *   Other keys on headers and text open the message file, which GMime
  *   parses once per message (then dropped). Needles are case-folded
  *   once per SEARCH. String keys match
@@ -62,7 +66,9 @@ typedef struct {
     char *body_text; /* decoded text parts, casefolded */
     gboolean body_done;
     gboolean env_tried, env_ok;
-    char *env_text;   /* the ENVELOPE text */
+    GBytes *env_hold; /* holds the ENVELOPE text: */
+    const char *env_text;
+    gsize env_len;
     guint env_have;   /* bit i: env[i] decoded */
     char *env[ENV_N]; /* decoded ENVELOPE fields (NULL: NIL), not folded */
 } Ctx;
@@ -72,7 +78,8 @@ ctx_reset(Ctx *c)
 {
     for (guint i = 0; i < ENV_N; i++)
         g_clear_pointer(&c->env[i], g_free);
-    g_clear_pointer(&c->env_text, g_free);
+    g_clear_pointer(&c->env_hold, g_bytes_unref);
+    c->env_text = NULL;
     c->env_have = 0;
     c->env_tried = c->env_ok = FALSE;
     g_clear_object(&c->gm);
@@ -356,24 +363,32 @@ bad:
     return FALSE;
 }
 
-/* ENVELOPE field idx of the message, decoded, in *out (NULL: NIL); the
- * text from the cache (or parsed and cached) once per message, fields
+/* The ENVELOPE text of the message, from the cache (or its header parsed
+ * and cached), once per message. */
+static gboolean
+env_load(Ctx *c)
+{
+    if (!c->env_tried) {
+        c->env_tried = TRUE;
+        c->env_ok = imap_msginfo_envelope_ref(c->s, c->m->uid, &c->env_hold, &c->env_text,
+                                              &c->env_len, NULL) &&
+                    c->env_len > 0 && c->env_text[0] == '(';
+    }
+    return c->env_ok;
+}
+
+/* ENVELOPE field idx of the message, decoded, in *out (NULL: NIL); fields
  * decoded once each. FALSE: no usable ENVELOPE. */
 static gboolean
 env_get(Ctx *c, int idx, const char **out)
 {
-    if (!c->env_tried) {
-        c->env_tried = TRUE;
-        c->env_text = imap_msginfo_envelope_dup(c->s, c->m->uid, NULL);
-        c->env_ok = c->env_text && c->env_text[0] == '(';
-    }
-    if (!c->env_ok)
+    if (!env_load(c))
         return FALSE;
     if (c->env_have & (1u << idx)) {
         *out = c->env[idx];
         return TRUE;
     }
-    Env e = {c->env_text + 1, c->env_text + strlen(c->env_text)};
+    Env e = {c->env_text + 1, c->env_text + c->env_len};
     for (int i = 0; i <= idx; i++) {
         char *v = NULL;
         gboolean ok;
@@ -400,6 +415,152 @@ env_get(Ctx *c, int idx, const char **out)
     }
     c->env_have |= 1u << idx;
     *out = c->env[idx];
+    return TRUE;
+}
+
+/* --- the fast path: a plain field straight from the ENVELOPE text ------- */
+
+/* Skip an nstring without copying it; *p_r and *len_r: its octets as they
+ * stand (a quoted string's still escaped, without the quotes), *esc_r:
+ * a backslash in it. FALSE: not an nstring. NIL gives *p_r NULL. */
+static gboolean
+env_skip_nstring(Env *e, const char **p_r, gsize *len_r, gboolean *esc_r)
+{
+    env_sp(e);
+    *p_r = NULL;
+    *len_r = 0;
+    *esc_r = FALSE;
+    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0) {
+        e->p += 3;
+        return TRUE;
+    }
+    if (e->p < e->end && *e->p == '"') {
+        const char *start = ++e->p;
+        for (; e->p < e->end && *e->p != '"'; e->p++) {
+            if (*e->p == '\\' && e->p + 1 < e->end) {
+                *esc_r = TRUE;
+                e->p++;
+            }
+        }
+        if (e->p >= e->end)
+            return FALSE;
+        *p_r = start;
+        *len_r = (gsize)(e->p - start);
+        e->p++;
+        return TRUE;
+    }
+    if (e->p < e->end && *e->p == '{') {
+        guint64 n = 0;
+        const char *q = e->p + 1;
+        while (q < e->end && g_ascii_isdigit(*q) && n < G_MAXUINT32)
+            n = n * 10 + (guint64)(*q++ - '0');
+        if (q >= e->end || *q != '}' || e->end - q < 3 || q[1] != '\r' || q[2] != '\n' ||
+            n > (guint64)(e->end - (q + 3)))
+            return FALSE;
+        *p_r = q + 3;
+        *len_r = (gsize)n;
+        e->p = q + 3 + n;
+        return TRUE;
+    }
+    return FALSE;
+}
+
+/* Skip an address list (or NIL) without copying. */
+static gboolean
+env_skip_addrs(Env *e)
+{
+    env_sp(e);
+    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0) {
+        e->p += 3;
+        return TRUE;
+    }
+    if (e->p >= e->end || *e->p != '(')
+        return FALSE;
+    e->p++;
+    for (;;) {
+        env_sp(e);
+        if (e->p < e->end && *e->p == ')') {
+            e->p++;
+            return TRUE;
+        }
+        if (e->p >= e->end || *e->p != '(')
+            return FALSE;
+        e->p++;
+        const char *v;
+        gsize l;
+        gboolean esc;
+        for (guint i = 0; i < 4; i++)
+            if (!env_skip_nstring(e, &v, &l, &esc))
+                return FALSE;
+        env_sp(e);
+        if (e->p >= e->end || *e->p != ')')
+            return FALSE;
+        e->p++;
+    }
+}
+
+static const guchar lower[256] = {
+#define L(c)   ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define L4(c)  L(c), L(c + 1), L(c + 2), L(c + 3)
+#define L16(c) L4(c), L4(c + 4), L4(c + 8), L4(c + 12)
+#define L64(c) L16(c), L16(c + 16), L16(c + 32), L16(c + 48)
+    L64(0), L64(64), L64(128), L64(192)
+#undef L64
+#undef L16
+#undef L4
+#undef L
+};
+
+/* needle (folded, ASCII, nlen > 0) in hay[0..len), ASCII case ignored */
+static gboolean
+ascii_has_n(const char *hay, gsize len, const char *needle, gsize nlen)
+{
+    if (nlen > len)
+        return FALSE;
+    guchar first = (guchar)needle[0];
+    for (gsize i = 0; i + nlen <= len; i++) {
+        if (lower[(guchar)hay[i]] != first)
+            continue;
+        gsize k = 1;
+        while (k < nlen && lower[(guchar)hay[i + k]] == (guchar)needle[k])
+            k++;
+        if (k == nlen)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Can the plain field idx (Date, Subject, In-Reply-To, Message-ID) be
+ * matched against the ASCII needle as it stands in the ENVELOPE text (no
+ * escapes, no encoded words, no 8-bit octets)? Then *hit_r is the answer
+ * and TRUE; FALSE: take the decoding path. No allocation. */
+static gboolean
+env_fast(Ctx *c, int idx, const char *needle, gboolean *hit_r)
+{
+    if (!env_load(c))
+        return FALSE;
+    Env e = {c->env_text + 1, c->env_text + c->env_len};
+    const char *v = NULL;
+    gsize l = 0;
+    gboolean esc = FALSE;
+    for (int i = 0; i <= idx; i++) {
+        gboolean ok =
+            i >= ENV_FROM && i <= ENV_BCC ? env_skip_addrs(&e) : env_skip_nstring(&e, &v, &l, &esc);
+        if (!ok)
+            return FALSE;
+    }
+    if (!v) { /* NIL */
+        *hit_r = FALSE;
+        return TRUE;
+    }
+    if (esc)
+        return FALSE;
+    for (gsize i = 0; i < l; i++) {
+        guchar ch = (guchar)v[i];
+        if (ch >= 0x80 || ch == '\0' || (ch == '=' && i + 1 < l && v[i + 1] == '?'))
+            return FALSE;
+    }
+    *hit_r = ascii_has_n(v, l, needle, strlen(needle));
     return TRUE;
 }
 
@@ -440,10 +601,13 @@ header_text(GMimeHeader *h)
 
 /* Any header named field (all of them with field NULL) contains str? */
 static gboolean
-header_has(Ctx *c, const char *field, const char *str)
+header_has(Ctx *c, int ef, const char *field, const char *str)
 {
-    int ef = env_field(field);
     const char *ev;
+    gboolean hit;
+    if (ef >= 0 && *str && (ef < ENV_FROM || ef > ENV_BCC) && is_ascii(str) &&
+        env_fast(c, ef, str, &hit))
+        return hit;
     if (ef >= 0 && env_get(c, ef, &ev))
         return ev && has_text(ev, str);
     if (!load(c))
@@ -572,21 +736,21 @@ match(Ctx *c, const ImapSearchKey *k)
     case IMAP_SK_UNKEYWORD:
         return !keyword_set(c, k->str);
     case IMAP_SK_BCC:
-        return header_has(c, "Bcc", k->str);
+        return header_has(c, ENV_BCC, "Bcc", k->str);
     case IMAP_SK_CC:
-        return header_has(c, "Cc", k->str);
+        return header_has(c, ENV_CC, "Cc", k->str);
     case IMAP_SK_FROM:
-        return header_has(c, "From", k->str);
+        return header_has(c, ENV_FROM, "From", k->str);
     case IMAP_SK_TO:
-        return header_has(c, "To", k->str);
+        return header_has(c, ENV_TO, "To", k->str);
     case IMAP_SK_SUBJECT:
-        return header_has(c, "Subject", k->str);
+        return header_has(c, ENV_SUBJECT, "Subject", k->str);
     case IMAP_SK_HEADER:
-        return header_has(c, k->field, k->str);
+        return header_has(c, env_field(k->field), k->field, k->str);
     case IMAP_SK_BODY:
         return body_has(c, k->str);
     case IMAP_SK_TEXT:
-        return header_has(c, NULL, k->str) || body_has(c, k->str);
+        return header_has(c, -1, NULL, k->str) || body_has(c, k->str);
     case IMAP_SK_BEFORE:
         return internal_day(m) < k->date;
     case IMAP_SK_ON:

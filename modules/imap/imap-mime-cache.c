@@ -5,11 +5,21 @@
  * BODYSTRUCTURE and every section are served without parsing the
  * message again.
  *
- *   imap_mime_cache_build()   handle -> blob
- *   imap_mime_cache_load()    blob -> handle (checked; IMAP_MIME_ERROR_CACHE)
- *   imap_mime_cache_text()    one of the three texts straight from the blob
+ *   imap_mime_cache_build()          handle -> blob
+ *   imap_mime_cache_build_envelope() ENVELOPE text -> envelope-only blob
+ *   imap_mime_cache_load()           blob -> handle (checked; IMAP_MIME_ERROR_CACHE)
+ *   imap_mime_cache_text()           one of the three texts straight from the blob
  *
- * FORMAT (version 1). "KMC" then the version octet; then unsigned
+ * FORMAT. "KMC" then the version octet, which names the layout:
+ *
+ * Version 2, envelope only: the ENVELOPE text as length + octets, nothing
+ * else. What a header-only parse gives (FETCH ENVELOPE, SEARCH on
+ * envelope fields); imap_mime_cache_text() gives the ENVELOPE from it and
+ * FALSE for BODY / BODYSTRUCTURE, imap_mime_cache_load() refuses it, so
+ * whoever needs the structure parses the whole message and replaces it
+ * with a version 1 blob (the upgrade).
+ *
+ * Version 1, the full description: unsigned
  * LEB128 varints: file size, wire size; the ENVELOPE, BODY and
  * BODYSTRUCTURE texts, each as length + octets; the node count; per node
  * (in pre-order) hdr_start, body_start - hdr_start, end - body_start,
@@ -28,7 +38,8 @@
 #include <string.h>
 
 #define CACHE_MAGIC     "KMC"
-#define CACHE_VERSION   1
+#define CACHE_VERSION   1 /* the full description */
+#define CACHE_ENV_ONLY  2 /* the ENVELOPE text only */
 #define CACHE_MAX_NODES 100000
 
 static void
@@ -88,6 +99,17 @@ imap_mime_cache_build(const ImapMimeMessage *msg)
         put(b, n->kind);
         put(b, n->cte);
     }
+    return g_byte_array_free_to_bytes(b);
+}
+
+GBytes *
+imap_mime_cache_build_envelope(const char *envelope)
+{
+    GByteArray *b = g_byte_array_sized_new((guint)strlen(envelope) + 8);
+    g_byte_array_append(b, (const guchar *)CACHE_MAGIC, 3);
+    guchar v = CACHE_ENV_ONLY;
+    g_byte_array_append(b, &v, 1);
+    put_text(b, envelope);
     return g_byte_array_free_to_bytes(b);
 }
 
@@ -172,7 +194,9 @@ imap_mime_cache_load(GBytes *blob, GError **error)
     const guchar *data = blob ? g_bytes_get_data(blob, &len) : NULL;
     if (!data || len < 4 || memcmp(data, CACHE_MAGIC, 3) != 0 || data[3] != CACHE_VERSION) {
         g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CACHE,
-                            "Not a MIME cache blob of this version");
+                            data && len >= 4 && data[3] == CACHE_ENV_ONLY
+                                ? "Envelope-only MIME cache blob"
+                                : "Not a MIME cache blob of this version");
         return NULL;
     }
     Cur c = {data + 4, data + len, FALSE};
@@ -226,12 +250,19 @@ imap_mime_cache_text(GBytes *blob, ImapMimeCacheText which, const char **text, g
 {
     gsize blen;
     const guchar *data = blob ? g_bytes_get_data(blob, &blen) : NULL;
-    if (!data || blen < 4 || memcmp(data, CACHE_MAGIC, 3) != 0 || data[3] != CACHE_VERSION ||
+    if (!data || blen < 4 || memcmp(data, CACHE_MAGIC, 3) != 0 ||
         which > IMAP_MIME_CACHE_BODYSTRUCTURE)
         return FALSE;
     Cur c = {data + 4, data + blen, FALSE};
-    get(&c); /* file size */
-    get(&c); /* wire size */
+    if (data[3] == CACHE_ENV_ONLY) {
+        if (which != IMAP_MIME_CACHE_ENVELOPE)
+            return FALSE;
+    } else if (data[3] == CACHE_VERSION) {
+        get(&c); /* file size */
+        get(&c); /* wire size */
+    } else {
+        return FALSE;
+    }
     for (guint i = 0;; i++) {
         guint64 l = get(&c);
         if (c.bad || l > (guint64)(c.end - c.p))
@@ -245,4 +276,12 @@ imap_mime_cache_text(GBytes *blob, ImapMimeCacheText which, const char **text, g
         }
         c.p += l;
     }
+}
+
+gboolean
+imap_mime_cache_is_full(GBytes *blob)
+{
+    gsize blen;
+    const guchar *data = blob ? g_bytes_get_data(blob, &blen) : NULL;
+    return data && blen >= 4 && memcmp(data, CACHE_MAGIC, 3) == 0 && data[3] == CACHE_VERSION;
 }

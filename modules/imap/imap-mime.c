@@ -7,6 +7,7 @@
  *
  *   imap_mime_parse()            one pass over the lines -> MimeNode table,
  *                                ImapBodyPart tree, envelopes, texts
+ *   imap_mime_parse_envelope()   the top-level header only -> ENVELOPE text
  *   imap_mime_message_free()
  *   imap_mime_envelope/body/bodystructure/size()   the texts and RFC822.SIZE
  *   imap_mime_envelope_desc/body_desc()            the C description
@@ -20,6 +21,10 @@
  * embedded message. Running totals of wire octets and LFs at every line
  * start give each range's size and line count by subtraction; a
  * delimiter that ends a body takes the line end before it (stop_here).
+ * The header-only parse reads the same header with the same reader
+ * (read_header), starting with a small window (HDR_WINDOW) that becomes
+ * the full one when a line does not fit, so it keeps exactly what a full
+ * parse keeps and its ENVELOPE is the same.
  */
 #include "imap-mime-int.h"
 #include "imap-format.h"
@@ -33,6 +38,7 @@ G_DEFINE_QUARK(imap - mime - error - quark, imap_mime_error)
 
 #define MAX_DEPTH_CAP 60 /* the formatter cuts off at IMAP_BODY_MAX_DEPTH (64) */
 #define RD_BUF        65536
+#define HDR_WINDOW    8192 /* first read of a header-only parse */
 #define RD_KEEP       1024 /* bytes of an over-long line that are looked at */
 #define BOUNDARY_MAX  200  /* RFC 2046 says 70; longer ones are not believed */
 
@@ -177,7 +183,8 @@ typedef struct {
 
 typedef struct {
     const ImapMimeInput *in;
-    guint64 size;
+    guint64 size; /* G_MAXUINT64: not known yet (the end is where a read comes up short) */
+    gsize cap;    /* octets read at a time: RD_BUF, or less for a header-only parse */
     guchar *buf;
     guint64 buf_off;
     gsize buf_len;
@@ -189,7 +196,7 @@ static gboolean
 rd_fill(Reader *r, guint64 off)
 {
     gsize got = 0;
-    gsize want = (gsize)MIN((guint64)RD_BUF, r->size - off);
+    gsize want = (gsize)MIN((guint64)r->cap, r->size - off);
     if (!mime_input_read(r->in, off, r->buf, want, &got, &r->error))
         return FALSE;
     r->buf_off = off;
@@ -233,6 +240,14 @@ rd_line(Reader *r, guint64 off, Line *l)
     const guchar *s = r->buf + (off - r->buf_off);
     gsize rem = r->buf_len - (gsize)(off - r->buf_off);
     const guchar *nl = memchr(s, '\n', rem);
+    if (!nl && r->cap < RD_BUF && r->buf_off + r->buf_len < r->size) {
+        /* a small window (header-only parse) does not hold the line: the
+         * full window from here, so long lines are cut as a full parse cuts them */
+        r->cap = RD_BUF;
+        if (!rd_fill(r, off))
+            return FALSE;
+        return rd_line(r, off, l);
+    }
     if (!nl && off != r->buf_off && r->buf_off + r->buf_len < r->size) {
         if (!rd_fill(r, off))
             return FALSE;
@@ -404,6 +419,35 @@ is_ci(const char *s, const char *want)
 
 static guint32 entity(Parser *P, guint32 parent, guint depth, gboolean digest, gboolean message);
 
+/* The header block at pos, up to and including its empty line (or up to
+ * a delimiter line: *interrupted), as much of it as the limits keep. */
+static GString *
+read_header(Parser *P, gboolean *interrupted)
+{
+    gsize room = MIN(P->lim.max_header, P->hdr_budget);
+    GString *hdr = g_string_sized_new(MIN(room, (gsize)4096));
+    Line l;
+    gboolean close;
+    while (rd_line(&P->rd, P->pos, &l)) {
+        int lv = delimiter(P, &l, P->n_bnd, &close);
+        if (lv >= 0) {
+            stop_here(P, lv);
+            *interrupted = TRUE;
+            break;
+        }
+        consume(P, &l, FALSE);
+        if (hdr->len < room) {
+            g_string_append_len(hdr, (const char *)l.p, (gssize)MIN(l.avail, room - hdr->len));
+            if (l.avail < l.len && l.term) /* only the start of a long line: keep it a line */
+                g_string_append_c(hdr, '\n');
+        }
+        if (l.len == l.term)
+            break; /* the empty line */
+    }
+    P->hdr_budget -= hdr->len;
+    return hdr;
+}
+
 /* The parts of multipart node idx, whose boundary is on top of the stack.
  * FALSE if no delimiter line was found at all. */
 static gboolean
@@ -459,29 +503,8 @@ entity(Parser *P, guint32 parent, guint depth, gboolean digest, gboolean message
     g_array_append_val(P->nodes, n0);
     guint64 wire0 = P->cum_wire, lf0 = P->cum_lf;
 
-    /* header */
-    gsize room = MIN(P->lim.max_header, P->hdr_budget);
-    GString *hdr = g_string_sized_new(MIN(room, (gsize)4096));
     gboolean interrupted = FALSE;
-    Line l;
-    gboolean close;
-    while (rd_line(&P->rd, P->pos, &l)) {
-        int lv = delimiter(P, &l, P->n_bnd, &close);
-        if (lv >= 0) {
-            stop_here(P, lv);
-            interrupted = TRUE;
-            break;
-        }
-        consume(P, &l, FALSE);
-        if (hdr->len < room) {
-            g_string_append_len(hdr, (const char *)l.p, (gssize)MIN(l.avail, room - hdr->len));
-            if (l.avail < l.len && l.term) /* only the start of a long line: keep it a line */
-                g_string_append_c(hdr, '\n');
-        }
-        if (l.len == l.term)
-            break; /* the empty line */
-    }
-    P->hdr_budget -= hdr->len;
+    GString *hdr = read_header(P, &interrupted);
     MimeNode *n = node(P, idx);
     n->body_start = P->pos;
     n->hdr_wire = P->cum_wire - wire0;
@@ -585,6 +608,7 @@ imap_mime_parse(const ImapMimeInput *in, const ImapMimeLimits *limits, GError **
     P.lim.max_parts = MAX(P.lim.max_parts, 1);
     P.hdr_budget = P.lim.max_header_total;
     P.rd.in = in;
+    P.rd.cap = RD_BUF;
     if (!mime_input_size(in, &P.rd.size, error))
         return NULL;
     if (!in->data)
@@ -619,6 +643,36 @@ imap_mime_parse(const ImapMimeInput *in, const ImapMimeLimits *limits, GError **
     link_parts(msg);
     texts_build(msg);
     return msg;
+}
+
+char *
+imap_mime_parse_envelope(const ImapMimeInput *in, const ImapMimeLimits *limits, GError **error)
+{
+    static const ImapMimeLimits defaults = IMAP_MIME_LIMITS_INIT;
+    Parser P = {0};
+    P.lim = limits ? *limits : defaults;
+    P.hdr_budget = P.lim.max_header_total;
+    P.rd.in = in;
+    P.rd.cap = HDR_WINDOW;
+    /* an fd's size is not needed: its end is where a read comes up short */
+    P.rd.size = in->data || in->fd < 0 ? (in->data ? in->len : 0) : G_MAXUINT64;
+    guchar *big = in->data ? NULL : g_malloc(RD_BUF);
+    P.rd.buf = big;
+    gboolean interrupted = FALSE;
+    GString *hdr = read_header(&P, &interrupted);
+    g_free(big);
+    if (P.rd.error) {
+        g_propagate_error(error, P.rd.error);
+        g_string_free(hdr, TRUE);
+        return NULL;
+    }
+    MimeArena *a = mime_arena_new();
+    ImapEnvelope *env = mime_envelope(a, hdr->str, hdr->len);
+    g_string_free(hdr, TRUE);
+    GString *s = g_string_sized_new(512);
+    imap_fmt_envelope(s, env ? env : &empty_envelope, 0);
+    mime_arena_free(a);
+    return g_string_free(s, FALSE);
 }
 
 void

@@ -7,6 +7,7 @@
  * file. Pure functions; no sockets, no global state but GMime's init.
  *
  *   imap_mime_parse()           message (fd or buffer) -> ImapMimeMessage
+ *   imap_mime_parse_envelope()  only the top-level header -> ENVELOPE text
  *   imap_mime_message_free()
  *   imap_mime_envelope()        "(date subject (from) ...)" text
  *   imap_mime_body()            BODY (non-extensible) text
@@ -21,8 +22,10 @@
  *   imap_mime_stream_free()     sections (BODY[], attachments)
  *   imap_mime_cache_build()     the handle as a compact, versioned blob
  *   imap_mime_cache_load()      ... and back (no reparse; sections still work)
+ *   imap_mime_cache_build_envelope()  an envelope-only blob
  *   imap_mime_cache_text()      ENVELOPE / BODY / BODYSTRUCTURE text straight
  *                               from a blob (bounds checked, no full load)
+ *   imap_mime_cache_is_full()   a full blob (not envelope-only)?
  *
  * INPUT. An ImapMimeInput names the stored message: an fd (read with
  * pread, its offset untouched, never closed) or a buffer. Line ends may
@@ -86,13 +89,20 @@
  * bare LF line ends is found by converting from the section's start (a
  * CRLF file seeks straight to it).
  *
+ * HEADER ONLY. imap_mime_parse_envelope() reads the message's header and
+ * nothing else (a small first read; the fd's size is not asked) and gives
+ * the same ENVELOPE text as imap_mime_parse() would: what FETCH ENVELOPE
+ * and SEARCH need, at a fraction of the cost of a full parse.
+ *
  * CACHE. imap_mime_cache_build() gives a blob for the store's per-message
  * cache slot: a magic and version, the three texts and the part table
- * (varints). imap_mime_cache_load() checks it completely (lengths,
- * offsets, tree links) and says IMAP_MIME_ERROR_CACHE for anything it does
- * not trust: then parse again. A loaded handle has no ImapEnvelope /
- * ImapBodyPart (the *_desc getters return NULL). Sections check that the
- * input is still as big as when parsed (IMAP_MIME_ERROR_CHANGED).
+ * (varints). imap_mime_cache_build_envelope() gives an envelope-only blob
+ * (another version octet): imap_mime_cache_text() answers its ENVELOPE
+ * only, imap_mime_cache_load() refuses it (IMAP_MIME_ERROR_CACHE), so the
+ * caller parses fully and replaces it with a full blob. imap_mime_cache_load() checks it completely
+ * (lengths, offsets, tree links) and says IMAP_MIME_ERROR_CACHE for anything it does not trust:
+ * then parse again. A loaded handle has no ImapEnvelope / ImapBodyPart (the *_desc getters return
+ * NULL). Sections check that the input is still as big as when parsed (IMAP_MIME_ERROR_CHANGED).
  *
  * THREADS. Handles are immutable after parse/load: any number of threads
  * may use one at once. All calls do blocking I/O on fds: worker threads.
@@ -146,6 +156,9 @@ typedef struct ImapMimeMessage ImapMimeMessage;
 
 ImapMimeMessage *imap_mime_parse(const ImapMimeInput *in, const ImapMimeLimits *limits,
                                  GError **error);
+/* The ENVELOPE text of the top-level header (g_free it); NULL on a read error. */
+char *imap_mime_parse_envelope(const ImapMimeInput *in, const ImapMimeLimits *limits,
+                               GError **error);
 void imap_mime_message_free(ImapMimeMessage *msg);
 
 const char *imap_mime_envelope(const ImapMimeMessage *msg);
@@ -179,7 +192,9 @@ gssize imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **
 void imap_mime_stream_free(ImapMimeStream *st);
 
 GBytes *imap_mime_cache_build(const ImapMimeMessage *msg);
+GBytes *imap_mime_cache_build_envelope(const char *envelope);
 ImapMimeMessage *imap_mime_cache_load(GBytes *blob, GError **error);
+gboolean imap_mime_cache_is_full(GBytes *blob);
 
 /* One text of a blob without loading it: *text points into the blob (not
  * NUL-terminated), *len octets. FALSE if the blob is not ours or its

@@ -204,17 +204,24 @@ const char *imap_special_use(const char *name);
 
 /* imap-cmd-fetch-body.c (worker): a message's MIME description */
 typedef struct ImapMsgInfo ImapMsgInfo;
+typedef enum {
+    IMAP_MI_ENVELOPE, /* only the ENVELOPE text: header-only parse */
+    IMAP_MI_TEXTS,    /* ENVELOPE, BODY, BODYSTRUCTURE texts (no sections) */
+    IMAP_MI_FULL,     /* the part table too (sections) */
+} ImapMsgNeed;
 /* From the store's cache, or parsed (opening *fd if < 0) and cached.
- * texts_only: only the ENVELOPE / BODY / BODYSTRUCTURE texts will be
- * asked for (no sections): a cached blob is then not loaded whole. */
-ImapMsgInfo *imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, gboolean texts_only,
+ * Only what need says may be asked of it afterwards; a cached blob is
+ * not loaded whole unless the part table is needed. */
+ImapMsgInfo *imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, ImapMsgNeed need,
                               GError **error);
 void imap_msginfo_free(ImapMsgInfo *mi);
 /* The texts, *len octets (not NUL-terminated). */
 const char *imap_msginfo_envelope(const ImapMsgInfo *mi, gsize *len);
 const char *imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended, gsize *len);
-/* The ENVELOPE text of a message (cached, or parsed and cached), for SEARCH. */
-char *imap_msginfo_envelope_dup(ImapSession *s, guint32 uid, GError **error);
+/* The ENVELOPE text of a message (cached, or its header parsed and
+ * cached), for SEARCH: *text (*len octets) lives in *hold (unref it). */
+gboolean imap_msginfo_envelope_ref(ImapSession *s, guint32 uid, GBytes **hold, const char **text,
+                                   gsize *len, GError **error);
 /* A BODY[...] / BINARY[...] section (partial applied) as a stream of
  * *size_r octets; it keeps its own fd and may outlive mi. */
 typedef struct ImapSecStream ImapSecStream;
