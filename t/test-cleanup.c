@@ -13,6 +13,7 @@
 #include "testlib.h"
 #include "../core/kr-startup.h"
 #include "cleanup/cleanup-hdr.h"
+#include <time.h>
 
 /* --- pure header texts ------------------------------------------------- */
 
@@ -25,6 +26,22 @@ test_date(void)
     g_assert_cmpstr(d1, ==, "Tue, 14 Nov 2023 22:13:20 +0000");
     g_autofree char *d2 = cleanup_date(951782400); /* leap day 2000 */
     g_assert_cmpstr(d2, ==, "Tue, 29 Feb 2000 00:00:00 +0000");
+    /* The local zone and its offset, both signs (POSIX TZ strings: no
+     * zone files needed); the weekday and date follow the zone. */
+    g_autofree char *old_tz = g_strdup(g_getenv("TZ"));
+    g_setenv("TZ", "XST-2", TRUE);
+    tzset();
+    g_autofree char *d3 = cleanup_date(1700000000);
+    g_assert_cmpstr(d3, ==, "Wed, 15 Nov 2023 00:13:20 +0200");
+    g_setenv("TZ", "YST+5:30", TRUE);
+    tzset();
+    g_autofree char *d4 = cleanup_date(0);
+    g_assert_cmpstr(d4, ==, "Wed, 31 Dec 1969 18:30:00 -0530");
+    if (old_tz)
+        g_setenv("TZ", old_tz, TRUE);
+    else
+        g_unsetenv("TZ");
+    tzset();
 }
 
 static void

@@ -10,6 +10,7 @@
  */
 #include "cleanup-hdr.h"
 #include <string.h>
+#include <time.h>
 
 static const char *const wdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
 static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -18,18 +19,22 @@ static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 char *
 cleanup_date(gint64 unix_time)
 {
-    g_autoptr(GDateTime) dt = g_date_time_new_from_unix_local(unix_time);
-    if (!dt)
-        dt = g_date_time_new_from_unix_utc(0);
-    gint64 off = g_date_time_get_utc_offset(dt) / G_TIME_SPAN_MINUTE;
+    /* localtime_r, not GLib's local GDateTime: that re-reads
+     * /etc/localtime on every call (three system calls a message). */
+    time_t t = (time_t)unix_time;
+    struct tm tm;
+    if (!localtime_r(&t, &tm)) {
+        t = 0;
+        gmtime_r(&t, &tm);
+    }
+    long off = tm.tm_gmtoff / 60;
     char sign = off < 0 ? '-' : '+';
     if (off < 0)
         off = -off;
-    return g_strdup_printf(
-        "%s, %d %s %04d %02d:%02d:%02d %c%02d%02d", wdays[g_date_time_get_day_of_week(dt) - 1],
-        g_date_time_get_day_of_month(dt), months[g_date_time_get_month(dt) - 1],
-        g_date_time_get_year(dt), g_date_time_get_hour(dt), g_date_time_get_minute(dt),
-        g_date_time_get_second(dt), sign, (int)(off / 60), (int)(off % 60));
+    return g_strdup_printf("%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+                           wdays[(tm.tm_wday + 6) % 7], tm.tm_mday, months[tm.tm_mon],
+                           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 60,
+                           off % 60);
 }
 
 /* Valid UTF-8 with every byte in `bad` (and every control) as '?'. */
