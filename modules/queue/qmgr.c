@@ -13,9 +13,10 @@
  *   (qmgr_incoming_active; after a crash the recovery scan takes active/
  *   files back to incoming/ like any other). An active message's
  *   recipients that are due (PENDING, or DEFERRED with next_try passed)
- *   are grouped by destination into items that go to the policy. Whenever a delivery slot is free (at most
- *   max_deliveries), the policy picks the next item, and the queue
- *   manager runs kr_pipeline_run(<qmgr node>, msg, item's recipients).
+ *   are grouped by destination into items that go to the policy.
+ *   Whenever a delivery slot is free (at most max_deliveries), the policy
+ *   picks the next item, and the queue manager runs
+ *   kr_pipeline_run(<qmgr node>, msg, item's recipients).
  *
  *   When the delivery job ends, each recipient's state is looked at:
  *   DELIVERED (or EXPANDED/BOUNCED) is final; DEFERRED gets its next_try
