@@ -800,8 +800,8 @@ qmgr_incoming(const char *id, KrMsg *msg)
 gboolean
 qmgr_reserve_active(void)
 {
-    if (!Q.running || Q.stopping || Q.recovering || !Q.node ||
-        Q.n_active >= (guint)Q.max_active || !g_queue_is_empty(&Q.waiting))
+    if (!Q.running || Q.stopping || Q.recovering || !Q.node || Q.n_active >= (guint)Q.max_active ||
+        !g_queue_is_empty(&Q.waiting))
         return FALSE;
     Q.n_active++;
     return TRUE;
