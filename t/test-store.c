@@ -1074,7 +1074,16 @@ test_cache_blobs(void)
     g_assert_true(ops->expunge(a, &x, 1, FALSE, NULL, &err));
     g_assert_no_error(err);
     assert_blob(c, x, NULL);
+    /* the index lost with a batch queued: rebuilt, the batch dropped */
+    g_assert_true(ops->cache_set(a, 30, bn, &err));
+    g_assert_cmpint(unlink(index), ==, 0);
     ops->close(a);
+    g_assert_true(g_file_test(index, G_FILE_TEST_EXISTS));
+    KrMailbox *d2 = open_mb("cb", NULL, 0);
+    g_assert_cmpuint(ops->count(d2), ==, N - 1);
+    assert_blob(d2, 30, NULL);
+    assert_blob(d2, 31, NULL);
+    ops->close(d2);
     ops->close(c);
 }
 

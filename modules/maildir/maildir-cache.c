@@ -260,10 +260,15 @@ md_cache_flush(MdCache *c, MdFolder *f, const MaildirFds *fds, GError **error)
     g_mutex_lock(&f->lock);
     gboolean ok = FALSE;
     int lk = md_index_lock(fds->dir, error);
-    if (lk >= 0 && md_folder_sync_locked(f, fds, FALSE, error)) {
-        /* UIDs of another UIDVALIDITY name other messages: drop them. */
+    /* Only the index file is caught up (appending needs that), not the
+     * directories: a rescan is the next sync's business. A missing or
+     * damaged index (rebuilt here, with a new UIDVALIDITY) or another
+     * UIDVALIDITY (UIDs naming other messages) drops the batch. */
+    MdIdxResult r = lk >= 0 ? md_index_refresh(&f->idx, fds->dir, error) : MD_IDX_IOERR;
+    if (r == MD_IDX_OK)
         ok = f->idx.uidvalidity != c->uidvalidity || write_batch(c, f, fds, error);
-    }
+    else if (r != MD_IDX_IOERR)
+        ok = md_folder_sync_locked(f, fds, FALSE, error); /* rebuild: not left empty */
     md_index_unlock(lk);
     g_mutex_unlock(&f->lock);
     pending_reset(c);

@@ -267,7 +267,12 @@ claim_recent(KrMailbox *mb, guint32 *lo_r, guint32 *hi_r)
     }
     GError *e = NULL;
     int lk = md_index_lock(mb->fds.dir, &e);
-    gboolean ok = lk >= 0 && md_folder_sync_locked(mb->f, &mb->fds, FALSE, &e);
+    /* The index file only (the caller synced just before): messages
+     * found by a rescan now would be claimed at the next sync. */
+    MdIdxResult r = lk >= 0 ? md_index_refresh(idx, mb->fds.dir, &e) : MD_IDX_IOERR;
+    gboolean ok = r != MD_IDX_IOERR;
+    if (ok && r != MD_IDX_OK)
+        ok = md_folder_sync_locked(mb->f, &mb->fds, FALSE, &e); /* rebuild it */
     if (ok && idx->recent_uid < idx->nextuid) {
         guint32 lo = idx->recent_uid, hi = idx->nextuid;
         MdTxn txn;
