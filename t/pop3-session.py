@@ -315,6 +315,41 @@ with Kurird(config=pop3_config()) as k:
     c.close()
     tap.eq(len(maildir_files(k, "eve")), 69, "69 messages left")
 
+# --- read-ahead checks each file against its indexed size ---------------------
+# Files changed in place after the login (longer, shorter, same length but
+# with CRLF instead of LF, so a different wire size) do not match the index:
+# RETR still sends what the file holds, read to its end, and the messages
+# around them are exact; a CRLF file that matches is read ahead as usual.
+with Kurird(config=pop3_config()) as k:
+    k.add_user("fay@localhost", "fay-pw")
+    msgs = []
+    for i in range(12):
+        body = b"Subject: f%d\n\n" % i + b"".join(b".dot %d\nline %d\n" % (j, j) for j in range(i * 5))
+        if i == 9:
+            body = body.replace(b"\n", b"\r\n")
+        put_file(k, "fay", "cur", "1700%04d.fay.host:2," % i, body)
+        msgs.append(body)
+    c = Raw(k.port("pop3"))
+    c.cmd("USER fay")
+    tap.ok(c.cmd("PASS fay-pw").startswith("+OK"), "changed files: login (index built)")
+    files = {os.path.basename(f).split(".")[0]: f for f in maildir_files(k, "fay")}
+    changed = {4: msgs[4] + b"an added line\n" * 40, 6: msgs[6][:len(msgs[6]) // 2],
+               8: msgs[8].replace(b"\n", b"\r\n")[:len(msgs[8])]}
+    for i, new in changed.items():
+        with open(files["1700%04d" % i], "r+b") as f:
+            f.write(new)
+            f.truncate(len(new))
+        msgs[i] = new
+    c.send("".join("RETR %d\r\n" % i for i in range(1, 13)))
+    bad = []
+    for i in range(1, 13):
+        r = c.line()
+        if not r.startswith("+OK") or c.raw_multi() != wire(msgs[i - 1]):
+            bad.append(i)
+    tap.eq(bad, [], "changed files: every RETR sends the file as it is now, in order")
+    tap.ok(c.cmd("QUIT").startswith("+OK"), "changed files: QUIT")
+    c.close()
+
 # --- per-address limit on failed logins ---------------------------------------
 with Kurird(config=pop3_config(auth_fail_limit=3)) as k:
     k.add_user("dan@localhost", "dan-pw")

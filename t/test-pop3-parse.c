@@ -4,7 +4,9 @@
  * the line reader fed whole and one byte at a time (CRLF, bare LF,
  * too-long lines discarded to their end), command parsing per command
  * (arguments, numbers, errors), AUTH PLAIN decoding, dot-stuffing with
- * LF -> CRLF across chunk boundaries, TOP's line counting, UIDL checks.
+ * LF -> CRLF across chunk boundaries (also random input in random pieces
+ * into a plain buffer, against a byte-at-a-time model, with the CRLF size
+ * it counts and the 2 * len bound), TOP's line counting, UIDL checks.
  */
 #include "testlib.h"
 #include "pop3/pop3-parse.h"
@@ -217,6 +219,74 @@ test_stuff(void)
         }
 }
 
+/* The wire form one byte at a time; *crlf_r: the input's CRLF size. */
+static GString *
+stuff_model(const char *in, gsize len, guint64 *crlf_r)
+{
+    GString *out = g_string_new(NULL);
+    gboolean bol = TRUE;
+    char prev = 0;
+    guint64 crlf = 0;
+    for (gsize i = 0; i < len; i++) {
+        char c = in[i];
+        if (bol && c == '.')
+            g_string_append_c(out, '.');
+        if (c == '\n' && prev != '\r') {
+            g_string_append_c(out, '\r');
+            crlf++;
+        }
+        g_string_append_c(out, c);
+        crlf++;
+        bol = c == '\n';
+        prev = c;
+    }
+    if (!bol)
+        g_string_append(out, prev == '\r' ? "\n" : "\r\n");
+    g_string_append(out, ".\r\n");
+    *crlf_r = crlf;
+    return out;
+}
+
+static void
+test_stuff_random(void)
+{
+    static const char alphabet[] = ".\r\nab";
+    for (int iter = 0; iter < 3000; iter++) {
+        gsize len = (gsize)g_test_rand_int_range(0, 120);
+        char *in = g_malloc(len + 1);
+        for (gsize i = 0; i < len; i++)
+            in[i] = alphabet[g_test_rand_int_range(0, 5)];
+        guint64 want_crlf;
+        g_autoptr(GString) want = stuff_model(in, len, &want_crlf);
+        /* room for exactly the promised bound, with a guard byte after it */
+        char *out = g_malloc(2 * len + POP3_STUFF_END_MAX + 1);
+        Pop3Stuff st = {0};
+        gsize n = 0, i = 0;
+        while (i < len) {
+            gsize piece = (gsize)g_test_rand_int_range(1, 9); /* not inside MIN() */
+            piece = MIN(piece, len - i);
+            out[n + 2 * piece] = 'G';
+            gsize w = pop3_stuff_buf(&st, in + i, piece, out + n);
+            g_assert_cmpuint(w, <=, 2 * piece);
+            g_assert_cmpint(out[n + 2 * piece], ==, 'G');
+            n += w;
+            i += piece;
+        }
+        g_assert_cmpuint(st.crlf, ==, want_crlf);
+        n += pop3_stuff_end_buf(&st, out + n);
+        g_assert_cmpmem(out, n, want->str, want->len);
+        /* the GString form agrees */
+        Pop3Stuff st2 = {0};
+        g_autoptr(GString) gs = g_string_new(NULL);
+        pop3_stuff(&st2, in, len, gs);
+        pop3_stuff_end(&st2, gs);
+        g_assert_cmpmem(gs->str, gs->len, want->str, want->len);
+        g_assert_cmpuint(st2.crlf, ==, want_crlf);
+        g_free(out);
+        g_free(in);
+    }
+}
+
 static char *
 top_all(const char *in, guint lines, gsize step)
 {
@@ -274,6 +344,7 @@ main(int argc, char **argv)
     g_test_add_func("/pop3-parse/commands", test_commands);
     g_test_add_func("/pop3-parse/sasl-plain", test_sasl_plain);
     g_test_add_func("/pop3-parse/stuff", test_stuff);
+    g_test_add_func("/pop3-parse/stuff-random", test_stuff_random);
     g_test_add_func("/pop3-parse/top", test_top);
     g_test_add_func("/pop3-parse/uidl", test_uidl);
     return g_test_run();

@@ -65,7 +65,8 @@ struct Pop3Out {
 typedef struct {
     Pop3Session *s;
     Pop3Out *o;
-    GString *buf;
+    char *buf; /* wire form of the piece */
+    gsize len;
     gboolean eof;
     GError *error;
 } ReadJob;
@@ -228,11 +229,11 @@ read_work(gpointer p)
         if (o->tp.done)
             eof = TRUE;
     }
-    j->buf = g_string_sized_new(take + take / 32 + 16);
-    pop3_stuff(&o->st, raw, take, j->buf);
+    j->buf = g_malloc(2 * take + POP3_STUFF_END_MAX);
+    j->len = pop3_stuff_buf(&o->st, raw, take, j->buf);
     g_free(raw);
     if (eof) {
-        pop3_stuff_end(&o->st, j->buf);
+        j->len += pop3_stuff_end_buf(&o->st, j->buf + j->len);
         close(o->fd);
         o->fd = -1;
         j->eof = TRUE;
@@ -242,8 +243,7 @@ read_work(gpointer p)
 static void
 job_free(ReadJob *j)
 {
-    if (j->buf)
-        g_string_free(j->buf, TRUE);
+    g_free(j->buf);
     g_clear_error(&j->error);
     g_free(j);
 }
@@ -287,9 +287,9 @@ read_done(gpointer p)
             kr_conn_printf(s->conn, "+OK %" G_GINT64_FORMAT " octets\r\n",
                            pop3_g.ops->msg(s->mb, o->seq)->size);
     }
-    kr_conn_write(s->conn, j->buf->str, j->buf->len);
+    kr_conn_write(s->conn, j->buf, j->len);
     if (!o->top)
-        s->retr_bytes += (gint64)j->buf->len;
+        s->retr_bytes += (gint64)j->len;
     gboolean eof = j->eof;
     job_free(j);
     if (!eof) {
@@ -334,20 +334,35 @@ next_piece(Pop3Session *s)
  * Messages after the last RETR are read, converted and kept in memory,
  * RA_BYTES or RA_COUNT at a time, by one worker job that runs while the
  * client takes in what was sent; RETRs of them are answered at once. A
- * new batch starts when fewer than RA_LOW are left. */
+ * new batch starts when fewer than RA_LOW are left.
+ *
+ * Each is kept as the whole reply ("+OK n octets", the stuffed content,
+ * the final "."), in one buffer of its exact size, so a RETR of it is
+ * one write. The job reads a message with one pread() of its size (from
+ * the index, with CRLF line ends, so at least the file's) plus one: a
+ * short read is the whole file when the CRLF size of what was read is
+ * that size; any other file is left to RETR itself (which reads to EOF). */
 
 #define RA_BYTES (256 * 1024)
-#define RA_COUNT 32
-#define RA_LOW   8
+#define RA_COUNT 64
+#define RA_LOW   16
 
 typedef struct {
     guint32 seq;
-    GString *data; /* the reply body, stuffed, with the final "." */
+    guint32 head; /* length of the "+OK" line */
+    gsize len;
+    char *data; /* the reply */
 } Pop3Ahead;
 
 typedef struct {
+    guint32 uid;
+    guint32 seq;
+    gint64 size;
+} AheadWant;
+
+typedef struct {
     Pop3Session *s;
-    GArray *seqs, *uids;
+    GArray *want;   /* AheadWant */
     GPtrArray *out; /* Pop3Ahead * */
 } AheadJob;
 
@@ -361,8 +376,7 @@ pop3_out_ready(Pop3Session *s, guint32 seq)
 static void
 ahead_free(Pop3Ahead *a)
 {
-    if (a->data)
-        g_string_free(a->data, TRUE);
+    g_free(a->data);
     g_free(a);
 }
 
@@ -374,31 +388,57 @@ pop3_out_drop_ahead(Pop3Session *s)
         ahead_free(a);
 }
 
+/* The whole file fd if it is the message of CRLF size `size`, as a
+ * reply in wire form; NULL if not (or on error). raw: room for size + 1. */
+static Pop3Ahead *
+ahead_read(int fd, const AheadWant *w, char *raw)
+{
+    gsize want = (gsize)w->size + 1;
+    ssize_t got;
+    do
+        got = pread(fd, raw, want, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0 || (gsize)got == want)
+        return NULL;
+    char head[64];
+    int hl = g_snprintf(head, sizeof head, "+OK %" G_GINT64_FORMAT " octets\r\n", w->size);
+    Pop3Ahead *a = g_new(Pop3Ahead, 1);
+    a->seq = w->seq;
+    a->head = (guint32)hl;
+    a->data = g_malloc((gsize)hl + 2 * (gsize)got + POP3_STUFF_END_MAX);
+    memcpy(a->data, head, (gsize)hl);
+    Pop3Stuff st = {0};
+    gsize n = (gsize)hl + pop3_stuff_buf(&st, raw, (gsize)got, a->data + hl);
+    if (st.crlf != (guint64)w->size) {
+        ahead_free(a); /* not the indexed size: a short read, or another file */
+        return NULL;
+    }
+    n += pop3_stuff_end_buf(&st, a->data + n);
+    a->len = n;
+    a->data = g_realloc(a->data, n);
+    return a;
+}
+
 static void
 ahead_work(gpointer p)
 {
     AheadJob *j = p;
-    for (guint i = 0; i < j->uids->len; i++) {
-        int fd = pop3_g.ops->open_content(j->s->mb, g_array_index(j->uids, guint32, i), NULL);
+    gint64 max = 0;
+    for (guint i = 0; i < j->want->len; i++)
+        max = MAX(max, g_array_index(j->want, AheadWant, i).size);
+    char *raw = g_malloc((gsize)max + 1);
+    for (guint i = 0; i < j->want->len; i++) {
+        const AheadWant *w = &g_array_index(j->want, AheadWant, i);
+        int fd = pop3_g.ops->open_content(j->s->mb, w->uid, NULL);
         if (fd < 0)
             break; /* RETR will say why */
-        gsize got;
-        gboolean eof;
-        char *raw = read_some(fd, 0, READAHEAD_MAX, &got, &eof, NULL);
+        Pop3Ahead *a = ahead_read(fd, w, raw);
         close(fd);
-        if (!raw || !eof) {
-            g_free(raw);
+        if (!a)
             break;
-        }
-        Pop3Ahead *a = g_new0(Pop3Ahead, 1);
-        a->seq = g_array_index(j->seqs, guint32, i);
-        a->data = g_string_sized_new(got + got / 32 + 16);
-        Pop3Stuff st = {0};
-        pop3_stuff(&st, raw, got, a->data);
-        pop3_stuff_end(&st, a->data);
-        g_free(raw);
         g_ptr_array_add(j->out, a);
     }
+    g_free(raw);
 }
 
 static void
@@ -415,14 +455,13 @@ ahead_done(gpointer p)
         else
             g_queue_push_tail(&s->pfq, a);
     }
-    if (j->out->len < j->seqs->len && !s->dead) {
+    if (j->out->len < j->want->len && !s->dead) {
         /* stopped early: the rest is read by RETR itself */
         s->pf_last = j->out->len ? ((Pop3Ahead *)j->out->pdata[j->out->len - 1])->seq
-                                 : g_array_index(j->seqs, guint32, 0) - 1;
+                                 : g_array_index(j->want, AheadWant, 0).seq - 1;
     }
     g_ptr_array_unref(j->out);
-    g_array_unref(j->seqs);
-    g_array_unref(j->uids);
+    g_array_unref(j->want);
     g_free(j);
     if (s->dead) {
         pop3_session_reap(s);
@@ -437,30 +476,27 @@ maybe_read_ahead(Pop3Session *s)
 {
     if (s->in_job || s->dead || g_queue_get_length(&s->pfq) >= RA_LOW)
         return;
-    AheadJob *j = g_new0(AheadJob, 1);
-    j->s = s;
-    j->seqs = g_array_new(FALSE, FALSE, sizeof(guint32));
-    j->uids = g_array_new(FALSE, FALSE, sizeof(guint32));
-    j->out = g_ptr_array_new();
+    GArray *want = NULL;
     gint64 bytes = 0;
-    for (guint32 seq = s->pf_last + 1; seq <= s->n && j->seqs->len < RA_COUNT; seq++) {
+    for (guint32 seq = s->pf_last + 1; seq <= s->n && (!want || want->len < RA_COUNT); seq++) {
         if (pop3_is_deleted(s, seq))
             continue;
         const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
         if (m->size > READAHEAD_MAX || bytes + m->size > RA_BYTES)
             break;
         bytes += m->size;
-        g_array_append_val(j->seqs, seq);
-        g_array_append_val(j->uids, m->uid);
+        if (!want)
+            want = g_array_sized_new(FALSE, FALSE, sizeof(AheadWant), RA_COUNT);
+        AheadWant w = {.uid = m->uid, .seq = seq, .size = m->size};
+        g_array_append_val(want, w);
     }
-    if (j->seqs->len == 0) {
-        g_array_unref(j->seqs);
-        g_array_unref(j->uids);
-        g_ptr_array_unref(j->out);
-        g_free(j);
+    if (!want)
         return;
-    }
-    s->pf_last = g_array_index(j->seqs, guint32, j->seqs->len - 1);
+    AheadJob *j = g_new0(AheadJob, 1);
+    j->s = s;
+    j->want = want;
+    j->out = g_ptr_array_sized_new(want->len);
+    s->pf_last = g_array_index(want, AheadWant, want->len - 1).seq;
     s->in_job = TRUE;
     s->ra_job = TRUE;
     kr_worker_run(ahead_work, ahead_done, j);
@@ -481,10 +517,8 @@ pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines)
         }
         if ((a = g_queue_peek_head(&s->pfq)) && a->seq == seq) {
             g_queue_pop_head(&s->pfq);
-            const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
-            kr_conn_printf(s->conn, "+OK %" G_GINT64_FORMAT " octets\r\n", m->size);
-            kr_conn_write(s->conn, a->data->str, a->data->len);
-            s->retr_bytes += (gint64)a->data->len;
+            kr_conn_write(s->conn, a->data, a->len);
+            s->retr_bytes += (gint64)(a->len - a->head);
             s->nretr++;
             ahead_free(a);
             maybe_read_ahead(s);

@@ -220,42 +220,68 @@ pop3_sasl_plain(const char *b64, char **authz_r, char **authc_r, char **pass_r)
     return ok;
 }
 
-void
-pop3_stuff(Pop3Stuff *st, const char *in, gsize len, GString *out)
+gsize
+pop3_stuff_buf(Pop3Stuff *st, const char *in, gsize len, char *out)
 {
     const char *p = in, *end = in + len;
+    char *o = out;
     while (p < end) {
         if (!st->mid_line && *p == '.')
-            g_string_append_c(out, '.');
+            *o++ = '.';
         const char *nl = memchr(p, '\n', (gsize)(end - p));
         if (!nl) {
-            g_string_append_len(out, p, end - p);
+            memcpy(o, p, (gsize)(end - p));
+            o += end - p;
             st->mid_line = TRUE;
             st->last_cr = end[-1] == '\r';
-            return;
+            break;
         }
         /* the byte before this LF in the stream */
         gboolean cr = nl > in ? nl[-1] == '\r' : st->last_cr;
-        if (cr) {
-            g_string_append_len(out, p, nl + 1 - p);
-        } else {
-            g_string_append_len(out, p, nl - p);
-            g_string_append_len(out, "\r\n", 2);
+        memcpy(o, p, (gsize)(nl - p));
+        o += nl - p;
+        if (!cr) {
+            *o++ = '\r';
+            st->crlf++;
         }
+        *o++ = '\n';
         st->mid_line = FALSE;
         st->last_cr = FALSE;
         p = nl + 1;
     }
+    st->crlf += len;
+    return (gsize)(o - out);
+}
+
+gsize
+pop3_stuff_end_buf(Pop3Stuff *st, char *out)
+{
+    char *o = out;
+    if (st->mid_line) {
+        if (!st->last_cr)
+            *o++ = '\r';
+        *o++ = '\n';
+    }
+    memcpy(o, ".\r\n", 3);
+    o += 3;
+    st->mid_line = FALSE;
+    st->last_cr = FALSE;
+    return (gsize)(o - out);
+}
+
+void
+pop3_stuff(Pop3Stuff *st, const char *in, gsize len, GString *out)
+{
+    gsize old = out->len;
+    g_string_set_size(out, old + 2 * len);
+    g_string_truncate(out, old + pop3_stuff_buf(st, in, len, out->str + old));
 }
 
 void
 pop3_stuff_end(Pop3Stuff *st, GString *out)
 {
-    if (st->mid_line)
-        g_string_append(out, st->last_cr ? "\n" : "\r\n");
-    g_string_append(out, ".\r\n");
-    st->mid_line = FALSE;
-    st->last_cr = FALSE;
+    char end[POP3_STUFF_END_MAX];
+    g_string_append_len(out, end, (gssize)pop3_stuff_end_buf(st, end));
 }
 
 void

@@ -12,6 +12,8 @@
  *   pop3_stuff(st, in, len, out)
  *                            stored content -> wire: LF -> CRLF, dot-stuffing
  *   pop3_stuff_end(st, out)  end of a multi-line reply (CRLF if needed, ".")
+ *   pop3_stuff_buf(st, in, len, out), pop3_stuff_end_buf(st, out)
+ *                            the same into a plain buffer (no GString)
  *   pop3_top_take(t, in, len, &done)
  *                            how much of the content TOP sends
  *   pop3_uidl_ok(s)          is s usable as a UIDL (RFC 1939: 1..70 chars
@@ -84,10 +86,20 @@ gboolean pop3_sasl_plain(const char *b64, char **authz_r, char **authc_r, char *
 typedef struct {
     gboolean mid_line; /* not at the beginning of a line */
     gboolean last_cr;  /* previous byte was CR */
+    guint64 crlf;      /* input so far, counted with CRLF line ends (the
+                        * store's message size): no dots, no final "." */
 } Pop3Stuff;
+
+/* At most 2 * len bytes are produced by len bytes of input, at most
+ * POP3_STUFF_END_MAX by the end. */
+#define POP3_STUFF_END_MAX 5
 
 void pop3_stuff(Pop3Stuff *st, const char *in, gsize len, GString *out);
 void pop3_stuff_end(Pop3Stuff *st, GString *out);
+/* out has room for 2 * len bytes; returns the bytes written. */
+gsize pop3_stuff_buf(Pop3Stuff *st, const char *in, gsize len, char *out);
+/* out has room for POP3_STUFF_END_MAX bytes; returns the bytes written. */
+gsize pop3_stuff_end_buf(Pop3Stuff *st, char *out);
 
 typedef struct {
     guint lines; /* body lines wanted */
