@@ -10,12 +10,10 @@
  *   commands ........... smtp_cmd_parse(), smtp_cmd_name()
  *   MAIL/RCPT .......... smtp_parse_mail(), smtp_parse_rcpt(), smtp_parse_path(),
  *                        smtp_split_path_arg(), smtp_params_split(), smtp_xtext_*()
- *   DATA/BDAT .......... smtp_data_init(), smtp_data_feed(), smtp_crlf_check_*(),
- *                        smtp_parse_bdat()
+ *   DATA/BDAT .......... in smtp-parse-data.c
  *   replies ............ smtp_reply_append*(), smtp_parse_error_status(),
  *                        smtp_data_error_status()
- *   AUTH ............... smtp_parse_auth(), smtp_base64_decode(),
- *                        smtp_sasl_plain_decode(), smtp_sasl_text_decode()
+ *   AUTH ............... in smtp-parse-auth.c
  *
  * DESCRIPTION
  *   Functions over caller-supplied buffers with explicit lengths and
@@ -27,11 +25,6 @@
  *   Addresses are data: shell metacharacters, quotes and backslashes in a
  *   local part are kept (or unquoted into SmtpAddress.local) and never
  *   interpreted. Control characters are refused everywhere.
- *
- *   DATA: bare CR and bare LF never end a line, so none of the
- *   "SMTP smuggling" sequences (\n.\n, \n.\r\n, \r\n.\n, \r.\r, \r\n.\r,
- *   \r.\r\n) can end the data; they are flagged and the message refused,
- *   while input is consumed up to the real CRLF.CRLF.
  *
  * DIAGNOSTICS
  *   GError in SMTP_PARSE_ERROR; smtp_parse_error_status() maps it to a
@@ -46,15 +39,15 @@
 
 G_DEFINE_QUARK(smtp - parse - error - quark, smtp_parse_error)
 
-static gboolean
-fail(GError **error, SmtpParseError code, const char *msg)
+gboolean
+smtp_parse_fail(GError **error, SmtpParseError code, const char *msg)
 {
     g_set_error_literal(error, SMTP_PARSE_ERROR, code, msg);
     return FALSE;
 }
 
-static gboolean
-word_eq(const char *s, gsize len, const char *word)
+gboolean
+smtp_word_eq(const char *s, gsize len, const char *word)
 {
     return strlen(word) == len && g_ascii_strncasecmp(s, word, len) == 0;
 }
@@ -176,12 +169,12 @@ smtp_cmd_parse(const char *line, gsize len, SmtpCmdLine *cmd_r, GError **error)
     for (gsize j = 0; j < len; j++) {
         guchar c = (guchar)line[j];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return fail(error, SMTP_PARSE_ERROR_LINE, "Control character in command");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_LINE, "Control character in command");
     }
     while (end > 0 && (line[end - 1] == ' ' || line[end - 1] == '\t'))
         end--;
     if (end == 0)
-        return fail(error, SMTP_PARSE_ERROR_LINE, "Empty command");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_LINE, "Empty command");
     while (i < end && line[i] != ' ')
         i++;
     cmd_r->verb = line;
@@ -219,20 +212,21 @@ check_bytes(const char *s, gsize len, gboolean utf8, gboolean *has8_r, GError **
     for (gsize i = 0; i < len; i++) {
         guchar c = (guchar)s[i];
         if (c < 0x20 || c == 0x7f)
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Control character in address");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Control character in address");
         if (c >= 0x80)
             has8 = TRUE;
     }
     if (has8) {
         if (!utf8)
-            return fail(error, SMTP_PARSE_ERROR_NEED_SMTPUTF8,
-                        "Non-ASCII address requires SMTPUTF8");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_NEED_SMTPUTF8,
+                                   "Non-ASCII address requires SMTPUTF8");
         if (!g_utf8_validate_len(s, len, NULL))
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Invalid UTF-8 in address");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Invalid UTF-8 in address");
         for (const char *p = s; p < s + len; p = g_utf8_next_char(p)) {
             gunichar u = g_utf8_get_char(p);
             if (u >= 0x80 && u <= 0x9f)
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Control character in address");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS,
+                                       "Control character in address");
         }
     }
     if (has8_r)
@@ -249,17 +243,17 @@ domain_ok(const char *s, gsize len, gboolean utf8, GError **error)
     gboolean label8 = FALSE;
 
     if (len == 0)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty domain");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty domain");
     if (len > SMTP_MAX_DOMAIN)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain too long");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain too long");
     for (gsize i = 0; i <= len; i++) {
         if (i == len || s[i] == '.') {
             if (i == start)
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty domain label");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty domain label");
             if (s[start] == '-' || s[i - 1] == '-')
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad domain label");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad domain label");
             if (!label8 && i - start > 63)
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain label too long");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain label too long");
             start = i + 1;
             label8 = FALSE;
             continue;
@@ -268,7 +262,7 @@ domain_ok(const char *s, gsize len, gboolean utf8, GError **error)
         if (c >= 0x80 && utf8)
             label8 = TRUE;
         else if (!g_ascii_isalnum(c) && c != '-')
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad character in domain");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad character in domain");
     }
     return TRUE;
 }
@@ -342,7 +336,7 @@ static gboolean
 literal_ok(const char *s, gsize len, GError **error)
 {
     if (len > SMTP_MAX_DOMAIN)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain too long");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Domain too long");
     if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
         s++, len -= 2;
         if (len >= 5 && g_ascii_strncasecmp(s, "IPv6:", 5) == 0) {
@@ -352,7 +346,7 @@ literal_ok(const char *s, gsize len, GError **error)
             return TRUE;
         }
     }
-    return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad address literal");
+    return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad address literal");
 }
 
 gboolean
@@ -362,7 +356,7 @@ smtp_check_domain(const char *s, gsize len, gboolean allow_literal, gboolean utf
         return FALSE;
     if (len > 0 && s[0] == '[') {
         if (!allow_literal)
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Address literal not allowed");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Address literal not allowed");
         return literal_ok(s, len, error);
     }
     return domain_ok(s, len, utf8, error);
@@ -385,13 +379,15 @@ parse_local(const char *s, gsize len, gsize *used_r, GString *unq, gboolean *quo
             if (c == '\\') {
                 /* quoted-pairSMTP = "\" %d32-126 */
                 if (i + 1 >= len || (guchar)s[i + 1] < 32 || (guchar)s[i + 1] > 126)
-                    return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad quoted local part");
+                    return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS,
+                                           "Bad quoted local part");
                 c = (guchar)s[++i];
             }
             g_string_append_c(unq, (char)c);
         }
         if (i >= len)
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Unterminated quoted local part");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS,
+                                   "Unterminated quoted local part");
         i++;
     } else {
         for (;;) {
@@ -399,7 +395,7 @@ parse_local(const char *s, gsize len, gsize *used_r, GString *unq, gboolean *quo
             while (i < len && (is_atext((guchar)s[i]) || (guchar)s[i] >= 0x80))
                 i++;
             if (i == st)
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad local part");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad local part");
             if (i < len && s[i] == '.')
                 i++;
             else
@@ -408,7 +404,7 @@ parse_local(const char *s, gsize len, gsize *used_r, GString *unq, gboolean *quo
         g_string_append_len(unq, s, (gssize)i);
     }
     if (unq->len == 0)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty local part");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Empty local part");
     *used_r = i;
     return TRUE;
 }
@@ -430,16 +426,16 @@ smtp_parse_path(const char *path, gsize len, guint flags, SmtpAddress *addr_r, G
 
     memset(addr_r, 0, sizeof *addr_r);
     if (len > SMTP_MAX_PATH)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Path too long");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Path too long");
     if (!check_bytes(path, len, utf8, &has8, error))
         return FALSE;
     if (len < 2 || path[0] != '<' || path[len - 1] != '>')
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Address must be in angle brackets");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_SYNTAX, "Address must be in angle brackets");
     const char *in = path + 1;
     n = len - 2;
     if (n == 0) {
         if (!(flags & SMTP_PATH_NULL_OK))
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Null address not allowed");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Null address not allowed");
         addr_r->address = g_strdup("");
         addr_r->local = g_strdup("");
         addr_r->flags = SMTP_ADDR_NULL;
@@ -452,13 +448,13 @@ smtp_parse_path(const char *path, gsize len, guint flags, SmtpAddress *addr_r, G
             while (i < n && in[i] != ',' && in[i] != ':')
                 i++;
             if (i == n)
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad source route");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad source route");
             if (!domain_ok(in + st, i - st, utf8, error))
                 return FALSE;
             if (in[i++] == ':')
                 break;
             if (i == n || in[i] != '@')
-                return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad source route");
+                return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad source route");
         }
         addr_r->flags |= SMTP_ADDR_ROUTE;
         in += i;
@@ -468,21 +464,21 @@ smtp_parse_path(const char *path, gsize len, guint flags, SmtpAddress *addr_r, G
     if (!parse_local(in, n, &used, unq, &quoted, error))
         return FALSE;
     if (used > SMTP_MAX_LOCAL)
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Local part too long");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Local part too long");
     if (quoted)
         addr_r->flags |= SMTP_ADDR_QUOTED;
     if (has8)
         addr_r->flags |= SMTP_ADDR_UTF8;
     if (used == n) {
-        if (!(flags & SMTP_PATH_POSTMASTER_OK) || quoted || !word_eq(in, n, "postmaster"))
-            return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Address lacks a domain");
+        if (!(flags & SMTP_PATH_POSTMASTER_OK) || quoted || !smtp_word_eq(in, n, "postmaster"))
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Address lacks a domain");
         addr_r->flags |= SMTP_ADDR_POSTMASTER;
         addr_r->address = g_strndup(in, n);
         addr_r->local = g_string_free(g_steal_pointer(&unq), FALSE);
         return TRUE;
     }
     if (in[used] != '@')
-        return fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad local part");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_ADDRESS, "Bad local part");
     const char *dom = in + used + 1;
     gsize dlen = n - used - 1;
     if (dlen > 0 && dom[0] == '[') {
@@ -529,7 +525,7 @@ smtp_split_path_arg(const char *arg, gsize len, const char *prefix, const char *
     while (i < len && arg[i] == ' ')
         i++;
     if (i == len || arg[i] != '<')
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Address must be in angle brackets");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_SYNTAX, "Address must be in angle brackets");
     for (start = i++; i < len; i++) {
         if (q) {
             if (arg[i] == '\\' && i + 1 < len)
@@ -543,10 +539,10 @@ smtp_split_path_arg(const char *arg, gsize len, const char *prefix, const char *
         }
     }
     if (i == len)
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Unterminated address");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_SYNTAX, "Unterminated address");
     i++;
     if (i < len && arg[i] != ' ')
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Garbage after address");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_SYNTAX, "Garbage after address");
     *path_r = arg + start;
     *path_len_r = i - start;
     *params_r = arg + i;
@@ -569,7 +565,7 @@ smtp_params_split(const char *s, gsize len, GError **error)
         /* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
         p.key = s + i;
         if (!g_ascii_isalnum(s[i])) {
-            fail(error, SMTP_PARSE_ERROR_PARAM, "Bad parameter keyword");
+            smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad parameter keyword");
             return NULL;
         }
         while (i < len && (g_ascii_isalnum(s[i]) || s[i] == '-'))
@@ -582,12 +578,12 @@ smtp_params_split(const char *s, gsize len, GError **error)
                 i++;
             p.value_len = (gsize)(s + i - p.value);
             if (p.value_len == 0) {
-                fail(error, SMTP_PARSE_ERROR_PARAM, "Empty parameter value");
+                smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Empty parameter value");
                 return NULL;
             }
         }
         if (i < len && s[i] != ' ') {
-            fail(error, SMTP_PARSE_ERROR_PARAM, "Bad character in parameter");
+            smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad character in parameter");
             return NULL;
         }
         g_array_append_val(a, p);
@@ -606,23 +602,23 @@ smtp_xtext_decode(const char *s, gsize len, GError **error)
             int hi = i + 2 < len ? g_ascii_xdigit_value(s[i + 1]) : -1;
             int lo = hi >= 0 ? g_ascii_xdigit_value(s[i + 2]) : -1;
             if (lo < 0) {
-                fail(error, SMTP_PARSE_ERROR_PARAM, "Bad xtext encoding");
+                smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad xtext encoding");
                 return NULL;
             }
             c = (guchar)(hi << 4 | lo);
             i += 2;
             if (c < 0x20 || c == 0x7f) {
-                fail(error, SMTP_PARSE_ERROR_PARAM, "Control character in xtext");
+                smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Control character in xtext");
                 return NULL;
             }
         } else if (c < 33 || c > 126 || c == '=') {
-            fail(error, SMTP_PARSE_ERROR_PARAM, "Bad xtext character");
+            smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad xtext character");
             return NULL;
         }
         g_string_append_c(o, (char)c);
     }
     if (!g_utf8_validate_len(o->str, o->len, NULL)) {
-        fail(error, SMTP_PARSE_ERROR_PARAM, "Invalid UTF-8 in xtext");
+        smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Invalid UTF-8 in xtext");
         return NULL;
     }
     return g_string_free(g_steal_pointer(&o), FALSE);
@@ -663,28 +659,29 @@ static int
 param_lookup(const SmtpParam *p, gboolean rcpt, guint ext, guint *seen, GError **error)
 {
     for (guint k = 0; k < G_N_ELEMENTS(known_params); k++) {
-        if (!word_eq(p->key, p->key_len, known_params[k].name))
+        if (!smtp_word_eq(p->key, p->key_len, known_params[k].name))
             continue;
         if (known_params[k].rcpt != rcpt || !(ext & known_params[k].ext))
             break;
         if (*seen & (1u << k)) {
-            fail(error, SMTP_PARSE_ERROR_PARAM, "Duplicate parameter");
+            smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Duplicate parameter");
             return -1;
         }
         if (known_params[k].value != (p->value != NULL)) {
-            fail(error, SMTP_PARSE_ERROR_PARAM,
-                 known_params[k].value ? "Parameter needs a value" : "Parameter takes no value");
+            smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM,
+                            known_params[k].value ? "Parameter needs a value"
+                                                  : "Parameter takes no value");
             return -1;
         }
         *seen |= 1u << k;
         return (int)k;
     }
-    fail(error, SMTP_PARSE_ERROR_PARAM_UNKNOWN, "Unsupported parameter");
+    smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM_UNKNOWN, "Unsupported parameter");
     return -1;
 }
 
-static gboolean
-parse_u64(const char *s, gsize len, guint64 *v_r)
+gboolean
+smtp_parse_u64(const char *s, gsize len, guint64 *v_r)
 {
     guint64 v = 0;
 
@@ -728,33 +725,33 @@ mail_param(const SmtpParam *p, int k, guint ext, SmtpMailArgs *out, GError **err
     switch (k) {
     case P_SIZE:
         out->size_given = TRUE;
-        if (!parse_u64(v, vl, &out->size))
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad SIZE value");
+        if (!smtp_parse_u64(v, vl, &out->size))
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad SIZE value");
         return TRUE;
     case P_BODY:
-        if (word_eq(v, vl, "7BIT"))
+        if (smtp_word_eq(v, vl, "7BIT"))
             out->body = SMTP_BODY_7BIT;
-        else if (word_eq(v, vl, "8BITMIME") && (ext & SMTP_EXT_8BITMIME))
+        else if (smtp_word_eq(v, vl, "8BITMIME") && (ext & SMTP_EXT_8BITMIME))
             out->body = SMTP_BODY_8BITMIME;
-        else if (word_eq(v, vl, "BINARYMIME") && (ext & SMTP_EXT_BINARYMIME))
+        else if (smtp_word_eq(v, vl, "BINARYMIME") && (ext & SMTP_EXT_BINARYMIME))
             out->body = SMTP_BODY_BINARYMIME;
         else
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad BODY value");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad BODY value");
         return TRUE;
     case P_SMTPUTF8:
         out->smtputf8 = TRUE;
         return TRUE;
     case P_RET:
-        if (word_eq(v, vl, "FULL"))
+        if (smtp_word_eq(v, vl, "FULL"))
             out->ret = SMTP_RET_FULL;
-        else if (word_eq(v, vl, "HDRS"))
+        else if (smtp_word_eq(v, vl, "HDRS"))
             out->ret = SMTP_RET_HDRS;
         else
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad RET value");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad RET value");
         return TRUE;
     case P_ENVID:
         if (vl > 100)
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "ENVID too long");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "ENVID too long");
         out->envid = smtp_xtext_decode(v, vl, error);
         return out->envid != NULL;
     case P_AUTH: {
@@ -806,21 +803,21 @@ parse_notify(const char *v, gsize vl, guint *notify_r, GError **error)
         gsize st = i;
         while (i < vl && v[i] != ',')
             i++;
-        if (word_eq(v + st, i - st, "NEVER"))
+        if (smtp_word_eq(v + st, i - st, "NEVER"))
             n |= SMTP_NOTIFY_NEVER;
-        else if (word_eq(v + st, i - st, "SUCCESS"))
+        else if (smtp_word_eq(v + st, i - st, "SUCCESS"))
             n |= SMTP_NOTIFY_SUCCESS;
-        else if (word_eq(v + st, i - st, "FAILURE"))
+        else if (smtp_word_eq(v + st, i - st, "FAILURE"))
             n |= SMTP_NOTIFY_FAILURE;
-        else if (word_eq(v + st, i - st, "DELAY"))
+        else if (smtp_word_eq(v + st, i - st, "DELAY"))
             n |= SMTP_NOTIFY_DELAY;
         else
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad NOTIFY value");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad NOTIFY value");
         if (i++ == vl)
             break;
     }
     if ((n & SMTP_NOTIFY_NEVER) && n != SMTP_NOTIFY_NEVER)
-        return fail(error, SMTP_PARSE_ERROR_PARAM, "NOTIFY=NEVER must stand alone");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "NOTIFY=NEVER must stand alone");
     *notify_r = n;
     return TRUE;
 }
@@ -832,12 +829,12 @@ parse_orcpt(const char *v, gsize vl, SmtpRcptArgs *out, GError **error)
     gsize tl = semi ? (gsize)(semi - v) : 0;
 
     if (vl > 500)
-        return fail(error, SMTP_PARSE_ERROR_PARAM, "ORCPT too long");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "ORCPT too long");
     if (tl == 0 || tl + 1 == vl)
-        return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad ORCPT value");
+        return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad ORCPT value");
     for (gsize i = 0; i < tl; i++)
         if (!is_atext((guchar)v[i]))
-            return fail(error, SMTP_PARSE_ERROR_PARAM, "Bad ORCPT address type");
+            return smtp_parse_fail(error, SMTP_PARSE_ERROR_PARAM, "Bad ORCPT address type");
     out->orcpt_addr = smtp_xtext_decode(semi + 1, vl - tl - 1, error);
     if (!out->orcpt_addr)
         return FALSE;
@@ -876,194 +873,6 @@ smtp_parse_rcpt(const char *arg, gsize len, guint ext, gboolean smtputf8, SmtpRc
 fail:
     smtp_rcpt_args_clear(out);
     return FALSE;
-}
-
-/* ---- DATA ---- */
-
-/* BOL: at the start of a line; DOT: a leading dot was dropped; DOT_CR:
- * ".\r" at line start, the CR held back; CR: a CR inside a line. A bare
- * CR or LF leaves the parser inside the line, so only CRLF "." CRLF ends. */
-enum { DS_BOL, DS_TEXT, DS_CR, DS_DOT, DS_DOT_CR, DS_DONE };
-
-void
-smtp_data_init(SmtpDataParser *p, guint64 max_size)
-{
-    memset(p, 0, sizeof *p);
-    p->max_size = max_size;
-    p->max_line = SMTP_MAX_TEXT_LINE;
-    p->state = DS_BOL;
-}
-
-static void
-data_count(SmtpDataParser *p, gsize n)
-{
-    p->size += n;
-    p->line_len += n;
-    if (p->max_size && p->size > p->max_size)
-        p->flags |= SMTP_DATA_TOO_BIG;
-    if (p->max_line && p->line_len > p->max_line)
-        p->flags |= SMTP_DATA_LINE_TOO_LONG;
-}
-
-static void
-data_emit(SmtpDataParser *p, const char *s, gsize n, SmtpDataSink sink, gpointer ud)
-{
-    if (n && sink && !(p->flags & SMTP_DATA_ERRORS))
-        sink(s, n, ud);
-}
-
-gsize
-smtp_data_feed(SmtpDataParser *p, const char *buf, gsize len, SmtpDataSink sink, gpointer user_data,
-               gboolean *done_r)
-{
-    const guchar *s = (const guchar *)buf;
-    gsize i = 0, run = 0; /* buf[run..i) is output not yet given to sink */
-
-    while (i < len && p->state != DS_DONE) {
-        guchar c = s[i];
-        switch (p->state) {
-        case DS_BOL:
-            if (c == '.') {
-                data_emit(p, buf + run, i - run, sink, user_data);
-                run = ++i;
-                p->state = DS_DOT;
-            } else {
-                p->state = DS_TEXT;
-            }
-            break;
-        case DS_DOT:
-            if (c == '\r') {
-                data_emit(p, buf + run, i - run, sink, user_data);
-                run = ++i;
-                p->state = DS_DOT_CR;
-            } else {
-                p->state = DS_TEXT; /* ".x" -> "x", "..": "." */
-            }
-            break;
-        case DS_DOT_CR:
-            if (c == '\n') {
-                run = ++i;
-                p->state = DS_DONE;
-            } else {
-                /* ".\r" + not LF: the held CR is bare; output is off now. */
-                p->flags |= SMTP_DATA_BARE_CR;
-                data_count(p, 1);
-                p->state = DS_TEXT;
-            }
-            break;
-        case DS_TEXT: {
-            gsize st = i;
-            while (i < len && s[i] != '\r' && s[i] != '\n') {
-                if (s[i] >= 0x80)
-                    p->flags |= SMTP_DATA_8BIT;
-                else if (s[i] == 0)
-                    p->flags |= SMTP_DATA_NUL;
-                i++;
-            }
-            data_count(p, i - st);
-            if (i == len)
-                break;
-            data_count(p, 1);
-            if (s[i++] == '\r')
-                p->state = DS_CR;
-            else
-                p->flags |= SMTP_DATA_BARE_LF;
-            break;
-        }
-        case DS_CR:
-            if (c == '\n') {
-                data_count(p, 1);
-                p->line_len = 0;
-                p->state = DS_BOL;
-                i++;
-            } else {
-                p->flags |= SMTP_DATA_BARE_CR;
-                p->state = DS_TEXT;
-            }
-            break;
-        }
-    }
-    data_emit(p, buf + run, i - run, sink, user_data);
-    p->consumed += i;
-    *done_r = p->state == DS_DONE;
-    return i;
-}
-
-gboolean
-smtp_data_error_status(guint flags, guint *code_r, const char **enhanced_r, const char **text_r)
-{
-    if (flags & SMTP_DATA_TOO_BIG) {
-        *code_r = 552, *enhanced_r = "5.3.4";
-        *text_r = "Message size exceeds fixed maximum message size";
-    } else if (flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR)) {
-        *code_r = 554, *enhanced_r = "5.6.0";
-        *text_r = "Message contains bare CR or LF characters";
-    } else if (flags & SMTP_DATA_LINE_TOO_LONG) {
-        *code_r = 554, *enhanced_r = "5.6.0";
-        *text_r = "Message contains lines longer than 998 characters";
-    } else {
-        return FALSE;
-    }
-    return TRUE;
-}
-
-/* ---- BDAT ---- */
-
-gboolean
-smtp_parse_bdat(const char *arg, gsize len, guint64 *size_r, gboolean *last_r, GError **error)
-{
-    gsize i = 0;
-
-    while (i < len && g_ascii_isdigit(arg[i]))
-        i++;
-    if (i == 0 || !parse_u64(arg, i, size_r))
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Bad BDAT chunk size");
-    if (i < len && arg[i] != ' ')
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Bad BDAT chunk size");
-    while (i < len && arg[i] == ' ')
-        i++;
-    *last_r = i < len;
-    if (i < len && !word_eq(arg + i, len - i, "LAST"))
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Syntax: BDAT <size> [LAST]");
-    return TRUE;
-}
-
-void
-smtp_crlf_check_init(SmtpCrlfCheck *c, gsize max_line)
-{
-    memset(c, 0, sizeof *c);
-    c->max_line = max_line;
-}
-
-void
-smtp_crlf_check_feed(SmtpCrlfCheck *c, const char *buf, gsize len)
-{
-    for (gsize i = 0; i < len; i++) {
-        guchar b = (guchar)buf[i];
-        if (c->cr && b != '\n')
-            c->flags |= SMTP_DATA_BARE_CR;
-        if (++c->line_len > c->max_line && c->max_line)
-            c->flags |= SMTP_DATA_LINE_TOO_LONG;
-        if (b == '\n') {
-            if (!c->cr)
-                c->flags |= SMTP_DATA_BARE_LF;
-            c->line_len = 0;
-        } else if (b >= 0x80) {
-            c->flags |= SMTP_DATA_8BIT;
-        } else if (b == 0) {
-            c->flags |= SMTP_DATA_NUL;
-        }
-        c->cr = b == '\r';
-    }
-}
-
-guint
-smtp_crlf_check_finish(SmtpCrlfCheck *c)
-{
-    if (c->cr)
-        c->flags |= SMTP_DATA_BARE_CR;
-    c->cr = FALSE;
-    return c->flags;
 }
 
 /* ---- replies ---- */
@@ -1151,153 +960,4 @@ smtp_reply_appendf(GString *out, guint code, const char *enhanced, const char *f
     g_autofree char *text = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     smtp_reply_append(out, code, enhanced, text);
-}
-
-/* ---- AUTH ---- */
-
-static gboolean
-is_b64(guchar c)
-{
-    return g_ascii_isalnum(c) || c == '+' || c == '/' || c == '=';
-}
-
-gboolean
-smtp_parse_auth(const char *arg, gsize len, SmtpAuthArgs *out, GError **error)
-{
-    gsize i = 0;
-
-    memset(out, 0, sizeof *out);
-    /* sasl-mech = 1*20(UPPER / DIGIT / "-" / "_"), matched case-insensitively */
-    while (i < len && arg[i] != ' ') {
-        if (!g_ascii_isalnum(arg[i]) && arg[i] != '-' && arg[i] != '_')
-            return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Bad SASL mechanism name");
-        i++;
-    }
-    if (i == 0 || i > 20)
-        return fail(error, SMTP_PARSE_ERROR_SYNTAX, "Bad SASL mechanism name");
-    out->mech_name = arg;
-    out->mech_name_len = i;
-    if (word_eq(arg, i, "PLAIN"))
-        out->mech = SMTP_SASL_PLAIN;
-    else if (word_eq(arg, i, "LOGIN"))
-        out->mech = SMTP_SASL_LOGIN;
-    while (i < len && arg[i] == ' ')
-        i++;
-    if (i == len)
-        return TRUE;
-    out->has_initial = TRUE;
-    out->initial = arg + i;
-    out->initial_len = len - i;
-    for (gsize j = i; j < len; j++)
-        if (!is_b64((guchar)arg[j]))
-            return fail(error, SMTP_PARSE_ERROR_AUTH, "Bad initial response");
-    if (out->initial_len == 1 && arg[i] == '=') /* RFC 4954: "=" is empty */
-        out->initial_len = 0;
-    return TRUE;
-}
-
-static int
-b64_value(guchar c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-gboolean
-smtp_base64_decode(const char *in, gsize len, gsize max_out, char **out_r, gsize *out_len_r,
-                   GError **error)
-{
-    const guchar *s = (const guchar *)in;
-    gsize pad = 0, o = 0;
-
-    *out_r = NULL;
-    *out_len_r = 0;
-    if (len % 4 != 0)
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Invalid base64");
-    if (len > 0 && s[len - 1] == '=')
-        pad = s[len - 2] == '=' ? 2 : 1;
-    gsize olen = len / 4 * 3 - pad;
-    if (olen > max_out)
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Response too long");
-    g_autofree char *out = g_malloc(olen + 1);
-    for (gsize q = 0; q < len; q += 4) {
-        gboolean lastq = q + 4 == len;
-        int v[4];
-        for (int j = 0; j < 4; j++) {
-            v[j] = b64_value(s[q + j]);
-            /* '=' only in the padding positions of the last quantum */
-            if (v[j] < 0 && !(lastq && s[q + j] == '=' && j >= 4 - (int)pad))
-                return fail(error, SMTP_PARSE_ERROR_AUTH, "Invalid base64");
-        }
-        out[o++] = (char)(v[0] << 2 | v[1] >> 4);
-        if (v[2] >= 0)
-            out[o++] = (char)((v[1] & 0xf) << 4 | v[2] >> 2);
-        if (v[3] >= 0)
-            out[o++] = (char)((v[2] & 0x3) << 6 | v[3]);
-    }
-    out[o] = '\0';
-    *out_len_r = o;
-    *out_r = g_steal_pointer(&out);
-    return TRUE;
-}
-
-void
-smtp_sasl_plain_clear(SmtpSaslPlain *p)
-{
-    if (p->passwd)
-        memset(p->passwd, 0, strlen(p->passwd));
-    g_clear_pointer(&p->authzid, g_free);
-    g_clear_pointer(&p->authcid, g_free);
-    g_clear_pointer(&p->passwd, g_free);
-}
-
-gboolean
-smtp_sasl_plain_decode(const char *data, gsize len, SmtpSaslPlain *out, GError **error)
-{
-    const char *end = data + len, *n1, *n2;
-
-    memset(out, 0, sizeof *out);
-    n1 = memchr(data, '\0', len);
-    n2 = n1 ? memchr(n1 + 1, '\0', (gsize)(end - n1 - 1)) : NULL;
-    if (!n2 || memchr(n2 + 1, '\0', (gsize)(end - n2 - 1)))
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Malformed PLAIN response");
-    gsize zl = (gsize)(n1 - data), cl = (gsize)(n2 - n1 - 1), pl = (gsize)(end - n2 - 1);
-    if (cl == 0 || pl == 0)
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Empty PLAIN user name or password");
-    if (zl > SMTP_SASL_MAX_FIELD || cl > SMTP_SASL_MAX_FIELD || pl > SMTP_SASL_MAX_FIELD)
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "PLAIN field too long");
-    if (!g_utf8_validate_len(data, zl, NULL) || !g_utf8_validate_len(n1 + 1, cl, NULL) ||
-        !g_utf8_validate_len(n2 + 1, pl, NULL))
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Invalid UTF-8 in PLAIN response");
-    out->authzid = zl ? g_strndup(data, zl) : NULL;
-    out->authcid = g_strndup(n1 + 1, cl);
-    out->passwd = g_strndup(n2 + 1, pl);
-    return TRUE;
-}
-
-gboolean
-smtp_sasl_text_decode(const char *b64, gsize len, gsize max, char **text_r, GError **error)
-{
-    char *t;
-    gsize tl;
-
-    *text_r = NULL;
-    if (!smtp_base64_decode(b64, len, max, &t, &tl, error))
-        return FALSE;
-    if (memchr(t, '\0', tl) || !g_utf8_validate_len(t, tl, NULL)) {
-        memset(t, 0, tl);
-        g_free(t);
-        return fail(error, SMTP_PARSE_ERROR_AUTH, "Invalid text in response");
-    }
-    *text_r = t;
-    return TRUE;
 }

@@ -78,6 +78,13 @@ typedef enum {
 } SmtpCmd;
 
 /* Map an error from this file to the reply to send for command cmd. */
+/* Internal to smtp-parse*.c: set error (fixed text) and return FALSE;
+ * a case-insensitive match of s[0..len) against a whole word. */
+gboolean smtp_parse_fail(GError **error, SmtpParseError code, const char *msg);
+gboolean smtp_word_eq(const char *s, gsize len, const char *word);
+/* Decimal digits only, no overflow: FALSE otherwise. */
+gboolean smtp_parse_u64(const char *s, gsize len, guint64 *v_r);
+
 void smtp_parse_error_status(const GError *error, SmtpCmd cmd, guint *code_r,
                              const char **enhanced_r);
 
