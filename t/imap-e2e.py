@@ -72,7 +72,8 @@ def status_of(tagged):
 
 
 conf = imap_config(plaintext=True, auth_fail_delay="0", max_literal="2M")
-with Kurird(config=conf) as k:
+# INTERNALDATE is shown in kurird's zone: UTC here (imap-sessions.py tries others)
+with Kurird(config=conf, env={"TZ": "UTC"}) as k:
     k.add_user("bob@localhost", "pw")
     k.add_user("eve@localhost", "pw2")
     port = k.port("imap")
@@ -215,7 +216,7 @@ with Kurird(config=conf) as k:
     tap.eq(lits(u[0]), [PLAIN], "FETCH BODY.PEEK[] returns the appended bytes exactly")
     tap.ok(b"RFC822.SIZE %d" % len(PLAIN) in u[0], "RFC822.SIZE is the octet count", u[0][:200])
     tap.ok(b'INTERNALDATE "05-Jan-2026 07:11:05 +0000"' in u[0], "INTERNALDATE as given to APPEND", u[0][:200])
-    tap.ok(b"FLAGS (\\Flagged $Label1)" in u[0], "APPEND flags and keyword kept", u[0][:200])
+    tap.ok(b"FLAGS (\\Flagged \\Recent $Label1)" in u[0], "APPEND flags and keyword kept (\\Recent: this session saw it first)", u[0][:200])
     u, t = c.cmd("FETCH 6 (BODY.PEEK[] BODY.PEEK[]<100.50>)")
     got = items(u[0])
     tap.ok(got.get(b"BODY[]") == big, "big message: BODY[] (streamed), exact")
@@ -262,16 +263,17 @@ with Kurird(config=conf) as k:
            "message/rfc822: BODY[2.HEADER] and BODY[2.TEXT]")
     u, t = c.cmd("FETCH 4 (BODY BODYSTRUCTURE)")
     tap.ok(b"BODY ((" in u[0] and b"BODYSTRUCTURE ((" in u[0], "BODY and BODYSTRUCTURE together", u)
-    tap.ok(b"FLAGS (\\Seen)" in c.cmd("FETCH 4 FLAGS")[0][0], "a non-PEEK section set \\Seen")
+    tap.ok(b"FLAGS (\\Seen \\Recent)" in c.cmd("FETCH 4 FLAGS")[0][0], "a non-PEEK section set \\Seen")
     tap.ok(b"\\Seen" not in c.cmd("FETCH 2 FLAGS")[0][0], "BODY.PEEK left \\Seen alone")
 
     # --- STORE, keywords, SEARCH -------------------------------------------------
     u, t = c.cmd("STORE 2 +FLAGS (\\Answered Work)")
-    tap.ok(u and b"FLAGS (\\Answered Work)" in u[0], "STORE +FLAGS with a keyword", u)
+    tap.ok(u and b"FLAGS (\\Answered \\Recent Work)" in u[0], "STORE +FLAGS with a keyword", u)
     u, t = c.cmd("STORE 2 -FLAGS.SILENT (\\Answered)")
     tap.eq(u, [], "STORE -FLAGS.SILENT: no FETCH response")
     u, t = c.cmd("UID STORE 3 FLAGS ($Forwarded)")
-    tap.ok(u and b"UID 3" in u[0] and b"FLAGS ($Forwarded)" in u[0], "UID STORE FLAGS replaces; UID in the reply", u)
+    tap.ok(u and b"UID 3" in u[0] and b"FLAGS (\\Recent $Forwarded)" in u[0],
+           "UID STORE FLAGS replaces (\\Recent stays); UID in the reply", u)
     tap.eq(status_of(c.cmd("STORE 1 +FLAGS (\\Recent)")[1]), "BAD", "STORE \\Recent: BAD")
     tap.eq(status_of(c.cmd("STORE 99 +FLAGS (\\Seen)")[1]), "BAD", "STORE past the last message: BAD")
 
@@ -429,7 +431,7 @@ with Kurird(config=conf) as k:
     r = u[0] if u else b""
     L = lits(r)
     tap.ok(len(L) == 5 and L[0] == b64[:-2] and L[1] == blob and L[2] == b64[:-2] and
-           L[3] == b"see the file" and L[4] == att and r.startswith(b"* 1 FETCH (FLAGS () BODY[2] {")
+           L[3] == b"see the file" and L[4] == att and r.startswith(b"* 1 FETCH (FLAGS (\\Recent) BODY[2] {")
            and r.endswith(b"\r\n)"), "several big sections in one response, each streamed in turn", r[:100])
     c.cmd("LOGOUT")
 

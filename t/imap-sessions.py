@@ -7,7 +7,10 @@
 # CONDSTORE (MODSEQ rising, CHANGEDSINCE, UNCHANGEDSINCE -> MODIFIED);
 # QRESYNC (SELECT ... QRESYNC -> VANISHED (EARLIER) and changed FETCHes,
 # VANISHED instead of EXPUNGE, UID FETCH ... VANISHED); the rule that
-# FETCH/STORE/SEARCH send no EXPUNGE.
+# FETCH/STORE/SEARCH send no EXPUNGE; \Recent (the first session to see
+# a message has it: FETCH FLAGS, * n RECENT at SELECT and with EXISTS,
+# STATUS RECENT, SEARCH RECENT / NEW / OLD; EXAMINE claims nothing;
+# IMAP4rev2 has none); INTERNALDATE and BEFORE/ON/SINCE in kurird's zone.
 import os
 import re
 import sys
@@ -69,8 +72,8 @@ with Kurird(config=conf) as k:
     # --- flags, expunges, appends between sessions --------------------------
     b.cmd("STORE 2 +FLAGS (\\Flagged)")
     u, t = a.cmd("NOOP")
-    tap.ok(any(re.match(rb"\* 2 FETCH \(.*FLAGS \(\\Flagged\)", x) for x in u),
-           "A sees B's flag change on NOOP", u)
+    tap.ok(any(re.match(rb"\* 2 FETCH \(.*FLAGS \(\\Flagged \\Recent\)", x) for x in u),
+           "A sees B's flag change on NOOP (\\Recent: A selected first)", u)
     b.cmd("STORE 3 +FLAGS.SILENT (\\Deleted)")
     b.cmd("EXPUNGE")
     u, t = a.cmd("NOOP")
@@ -106,7 +109,7 @@ with Kurird(config=conf) as k:
     b.cmd("NOOP")
     b.cmd("STORE 1 +FLAGS (\\Answered)")
     seen = wait_untagged(a, lambda r: b"FETCH" in r, timeout=10)
-    tap.ok(seen and re.match(rb"\* 1 FETCH \(UID 2 FLAGS \(\\Answered \\Flagged\)\)", seen[-1]),
+    tap.ok(seen and re.match(rb"\* 1 FETCH \(UID 2 FLAGS \(\\Answered \\Flagged \\Recent\)\)", seen[-1]),
            "IDLE: FETCH FLAGS for B's STORE", seen)
     b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)")
     b.cmd("EXPUNGE")
@@ -213,5 +216,93 @@ with Kurird(config=conf) as k:
     u, t = y.cmd("SELECT qr")
     tap.ok(status_of(t) == "OK" and find(u, "* 2 EXISTS"), "a new session sees the rebuilt mailbox", u)
     y.cmd("LOGOUT")
+
+# --- \Recent: a message is recent in the first session that sees it ---------
+with Kurird(config=conf) as k:
+    k.add_user("bob@localhost", "pw")
+    port = k.port("imap")
+    w = Raw(port)
+    w.login("bob", "pw")
+    w.cmd("CREATE rc")
+    append(w, 3, "rc")
+    u, t = w.cmd("STATUS rc (MESSAGES RECENT)")
+    tap.eq(u, [b"* STATUS rc (MESSAGES 3 RECENT 3)"], "STATUS RECENT: none claimed yet")
+    x = Raw(port)
+    x.login("bob", "pw")
+    u, t = x.cmd("EXAMINE rc")
+    tap.ok(find(u, "* 3 RECENT"), "EXAMINE sees them recent ...", u)
+    u, t = x.cmd("FETCH 1 FLAGS")
+    tap.ok(u and b"FLAGS (\\Recent)" in u[0], "... with \\Recent in FETCH FLAGS", u)
+    u, t = w.cmd("SELECT rc")
+    tap.ok(find(u, "* 3 RECENT"), "the first SELECT: * 3 RECENT (EXAMINE claimed nothing)", u)
+    tap.ok(find(u, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)"),
+           "FLAGS list as RFC 3501 shows it (\\Recent is no flag a client sets)", u)
+    tap.ok(any(x_.startswith(b"* OK [PERMANENTFLAGS") and b"\\Recent" not in x_ for x_ in u),
+           "PERMANENTFLAGS without \\Recent", u)
+    u, t = w.cmd("FETCH 1:* FLAGS")
+    tap.eq(len([r for r in u if b"FLAGS (\\Recent)" in r]), 3, "FETCH FLAGS: \\Recent on all three")
+    y = Raw(port)
+    y.login("bob", "pw")
+    u, t = y.cmd("SELECT rc")
+    tap.ok(find(u, "* 0 RECENT"), "a second SELECT: * 0 RECENT", u)
+    u, t = y.cmd("FETCH 1:* FLAGS")
+    tap.ok(len(u) == 3 and not any(b"\\Recent" in r for r in u), "... and no \\Recent in its FETCH FLAGS", u)
+    u, t = y.cmd("STATUS rc (RECENT)")
+    tap.eq(u, [b"* STATUS rc (RECENT 0)"], "STATUS RECENT of the selected mailbox: its own view")
+    u, t = w.cmd("STATUS rc (RECENT)")
+    tap.eq(u, [b"* STATUS rc (RECENT 3)"], "... and in the session that has them")
+    tap.eq(status_of(w.cmd("STORE 1 +FLAGS (\\Recent)")[1]), "BAD", "STORE \\Recent: BAD")
+    u, t = w.cmd("STORE 1 FLAGS (\\Seen)")
+    tap.ok(u and b"FLAGS (\\Seen \\Recent)" in u[0], "STORE FLAGS leaves \\Recent alone", u)
+    u, t = w.cmd("SEARCH RECENT")
+    tap.eq(u, [b"* SEARCH 1 2 3"], "SEARCH RECENT")
+    u, t = w.cmd("SEARCH NEW")
+    tap.eq(u, [b"* SEARCH 2 3"], "SEARCH NEW: recent and unseen")
+    u, t = w.cmd("SEARCH OLD")
+    tap.eq(u, [b"* SEARCH"], "SEARCH OLD: none")
+    u, t = y.cmd("SEARCH OLD")
+    tap.eq(u, [b"* SEARCH 1 2 3"], "SEARCH OLD in the other session: all")
+    u, t = y.cmd("SEARCH RECENT")
+    tap.eq(u, [b"* SEARCH"], "SEARCH RECENT in the other session: none")
+    # a new message: recent in the session whose sync sees it first
+    append(x, 1, "rc")
+    u, t = w.cmd("NOOP")
+    tap.ok(find(u, "* 4 EXISTS") and find(u, "* 4 RECENT"), "NOOP: * 4 EXISTS and * 4 RECENT", u)
+    u, t = y.cmd("NOOP")
+    tap.ok(find(u, "* 4 EXISTS") and find(u, "* 0 RECENT"), "the other session: EXISTS, * 0 RECENT", u)
+    # IMAP4rev2: no \Recent anywhere
+    z = Raw(port)
+    z.login("bob", "pw")
+    z.cmd("ENABLE IMAP4rev2")
+    append(z, 1, "rc")
+    u, t = z.cmd("SELECT rc")
+    tap.ok(not find(u, "* 1 RECENT") and not any(r.endswith(b" RECENT") for r in u),
+           "IMAP4rev2 SELECT: no RECENT", u)
+    u, t = z.cmd("FETCH 5 FLAGS")
+    tap.ok(u and b"FLAGS ()" in u[0], "IMAP4rev2: no \\Recent in FETCH FLAGS (though this session has it)", u)
+    u, t = z.cmd("SEARCH RECENT")
+    tap.ok(u and u[0].endswith(b" ALL 5"), "... yet SEARCH RECENT still finds it", u)
+    for c_ in (w, x, y, z):
+        c_.cmd("LOGOUT")
+
+# --- INTERNALDATE in kurird's zone (TZ), DST included ----------------------------
+for tz, want in (("XXX-5:30", [b'"05-Jan-2026 12:41:05 +0530"', b'"10-Jul-2026 17:30:00 +0530"']),
+                 ("EST5EDT,M3.2.0,M11.1.0", [b'"05-Jan-2026 02:11:05 -0500"', b'"10-Jul-2026 08:00:00 -0400"'])):
+    with Kurird(config=conf, env={"TZ": tz}) as k:
+        k.add_user("bob@localhost", "pw")
+        c = Raw(k.port("imap"))
+        c.login("bob", "pw")
+        for d in ("05-Jan-2026 08:11:05 +0100", "10-Jul-2026 12:00:00 +0000"):
+            u, t = c.cmd('APPEND INBOX "%s" {4+}\r\nx\r\n\r\n' % d)
+            assert status_of(t) == "OK", t
+        c.cmd("SELECT INBOX")
+        u, t = c.cmd("FETCH 1:2 INTERNALDATE")
+        got = [re.search(rb'INTERNALDATE ("[^"]*")', r).group(1) for r in u]
+        tap.eq(got, want, "TZ=%s: INTERNALDATE in the server's zone" % tz)
+        # 05-Jan 02:11 -0500 is the 5th in New York, the 5th in UTC too; the
+        # +0530 zone moves 10-Jul 12:00Z to 17:30 the same day: day is local
+        u, t = c.cmd("SEARCH ON 5-Jan-2026")
+        tap.eq(u, [b"* SEARCH 1"], "TZ=%s: SEARCH ON by the local day" % tz)
+        c.cmd("LOGOUT")
 
 tap.done()

@@ -65,6 +65,7 @@ typedef struct {
     /* the message whose response is being produced */
     gboolean in_msg;
     guint32 uid;
+    guint32 seq;     /* its sequence number; the next one's is usually seq + 1 */
     int fd;          /* its content, once needed */
     ImapMsgInfo *mi; /* its MIME description, once needed */
     guint sec_next;  /* next section to answer */
@@ -285,11 +286,18 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     ImapSession *s = j->s;
     ImapFetchArgs *a = &j->cmd->u.fetch;
     const KrMailboxOps *ops = imap_g.ops;
-    guint32 seq = ops->seq_of_uid(s->mb, uid);
-    const KrMailboxMsg *m = seq ? ops->msg(s->mb, seq) : NULL;
+    /* UIDs ascend: the next message of the view is the likely one (no
+     * binary search per message for 1:*) */
+    guint32 seq = d->seq + 1;
+    const KrMailboxMsg *m = seq <= ops->count(s->mb) ? ops->msg(s->mb, seq) : NULL;
+    if (!m || m->uid != uid) {
+        seq = ops->seq_of_uid(s->mb, uid);
+        m = seq ? ops->msg(s->mb, seq) : NULL;
+    }
     if (!m)
         return FALSE;
     d->uid = uid;
+    d->seq = seq;
     d->fd = -1;
     d->sec_next = 0;
     gboolean need_mi =
@@ -317,10 +325,13 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     }
     d->in_msg = TRUE;
     d->first_item = TRUE;
-    g_string_append_printf(out, "* %u FETCH (", seq);
+    g_string_append_len(out, "* ", 2);
+    imap_fmt_u64(out, seq);
+    g_string_append_len(out, " FETCH (", 8);
     if (a->items & IMAP_FETCH_UID) {
         item(d, out);
-        g_string_append_printf(out, "UID %u", uid);
+        g_string_append_len(out, "UID ", 4);
+        imap_fmt_u64(out, uid);
     }
     if ((a->items & IMAP_FETCH_FLAGS) || sorted_has(d->seen_now, uid)) {
         item(d, out);
@@ -329,15 +340,19 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     if (a->items & IMAP_FETCH_INTERNALDATE) {
         item(d, out);
         g_string_append(out, "INTERNALDATE ");
-        imap_datetime_format(out, m->internal_date, 0);
+        /* in the server's local zone, as Dovecot does */
+        imap_datetime_format(out, m->internal_date, imap_local_tz(m->internal_date));
     }
     if (a->items & IMAP_FETCH_RFC822_SIZE) {
         item(d, out);
-        g_string_append_printf(out, "RFC822.SIZE %" G_GINT64_FORMAT, m->size);
+        g_string_append_len(out, "RFC822.SIZE ", 12);
+        imap_fmt_u64(out, m->size > 0 ? (guint64)m->size : 0);
     }
     if ((a->items & IMAP_FETCH_MODSEQ) || (s->condstore && sorted_has(d->seen_now, uid))) {
         item(d, out);
-        g_string_append_printf(out, "MODSEQ (%" G_GUINT64_FORMAT ")", m->modseq);
+        g_string_append_len(out, "MODSEQ (", 8);
+        imap_fmt_u64(out, m->modseq);
+        g_string_append_c(out, ')');
     }
     gsize len = 0;
     if (a->items & IMAP_FETCH_ENVELOPE) {
@@ -383,7 +398,7 @@ msg_section(ImapJob *j, FetchData *d, GString *out)
 {
     ImapSession *s = j->s;
     const ImapFetchSection *sec = &j->cmd->u.fetch.sections[d->sec_next++];
-    const KrMailboxMsg *m = imap_g.ops->msg(s->mb, imap_g.ops->seq_of_uid(s->mb, d->uid));
+    const KrMailboxMsg *m = imap_g.ops->msg(s->mb, d->seq);
     g_autoptr(GError) e = NULL;
     item(d, out);
     imap_fetch_section_name(sec, out);

@@ -202,7 +202,7 @@ list_work(ImapJob *j)
                 g_string_append(out, "* STATUS ");
                 imap_fmt_mailbox(out, name, imap_utf8_names(s));
                 g_string_append_c(out, ' ');
-                imap_status_items(s, out, a->status, &st);
+                imap_status_items(s, out, a->status, &st, stname);
                 g_string_append(out, "\r\n");
             }
         }

@@ -10,7 +10,7 @@
  *   imap_cmd_select, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
  *   imap_cmd_subscribe, imap_cmd_status, imap_cmd_noop, imap_cmd_close,
  *   imap_cmd_expunge
- *   imap_status_items(s, out, items, st)   "(MESSAGES 3 UIDNEXT 9 ...)"
+ *   imap_status_items(s, out, items, st, stname)   "(MESSAGES 3 RECENT 1 ...)"
  *   imap_vanished(s, known, modseq, out)   QRESYNC: UIDs of known no
  *                                          longer in the view
  *
@@ -130,7 +130,7 @@ select_work(ImapJob *j)
         imap_fmt_mailbox(out, d->name, TRUE);
         g_string_append(out, "\r\n");
     } else {
-        g_string_append(out, "* 0 RECENT\r\n");
+        g_string_append_printf(out, "* %u RECENT\r\n", imap_recent_count(mb));
         for (guint32 i = 1; i <= st.messages; i++)
             if (!(ops->msg(mb, i)->flags & KR_FLAG_SEEN)) {
                 g_string_append_printf(out, "* OK [UNSEEN %u] First unseen.\r\n", i);
@@ -405,10 +405,32 @@ imap_cmd_subscribe(ImapSession *s)
 
 /* --- STATUS -------------------------------------------------------------------------- */
 
+/* (worker) Messages with \Recent in folder stname: this session's view
+ * if it is the selected folder, else what a read-only session sees there
+ * (messages no session has claimed yet; opening it claims nothing). */
+static guint32
+status_recent(ImapSession *s, const char *stname)
+{
+    const KrMailboxOps *ops = imap_g.ops;
+    if (s->mb && s->mailbox) {
+        g_autofree char *sel = imap_to_store_name(s->mailbox);
+        if (strcmp(sel, stname) == 0)
+            return imap_recent_count(s->mb);
+    }
+    KrMailbox *mb = ops->open(imap_g.store->self, s->user, stname, KR_MAILBOX_READONLY, NULL);
+    if (!mb)
+        return 0;
+    guint32 n = imap_recent_count(mb);
+    ops->close(mb);
+    return n;
+}
+
 void
-imap_status_items(ImapSession *s, GString *out, guint items, const KrMailboxStatus *st)
+imap_status_items(ImapSession *s, GString *out, guint items, const KrMailboxStatus *st,
+                  const char *stname)
 {
     gboolean first = TRUE;
+    guint32 recent = items & IMAP_STATUS_RECENT ? status_recent(s, stname) : 0;
 #define ITEM(bit, fmt, ...)                                                                        \
     if (items & (bit)) {                                                                           \
         g_string_append_printf(out, "%s" fmt, first ? "" : " ", __VA_ARGS__);                      \
@@ -416,7 +438,7 @@ imap_status_items(ImapSession *s, GString *out, guint items, const KrMailboxStat
     }
     g_string_append_c(out, '(');
     ITEM(IMAP_STATUS_MESSAGES, "MESSAGES %u", st->messages);
-    ITEM(IMAP_STATUS_RECENT, "RECENT %u", 0u);
+    ITEM(IMAP_STATUS_RECENT, "RECENT %u", recent);
     ITEM(IMAP_STATUS_UIDNEXT, "UIDNEXT %u", st->uidnext);
     ITEM(IMAP_STATUS_UIDVALIDITY, "UIDVALIDITY %u", st->uidvalidity);
     ITEM(IMAP_STATUS_UNSEEN, "UNSEEN %u", st->unseen);
@@ -442,7 +464,7 @@ status_work(ImapJob *j)
     g_string_append(j->out, "* STATUS ");
     imap_fmt_mailbox(j->out, d->name, imap_utf8_names(s));
     g_string_append_c(j->out, ' ');
-    imap_status_items(s, j->out, j->cmd->u.status.items, &st);
+    imap_status_items(s, j->out, j->cmd->u.status.items, &st, d->stname);
     g_string_append(j->out, "\r\n");
     imap_job_tagged(j, "OK", NULL, "STATUS completed.");
 }

@@ -27,10 +27,11 @@
  *   case-insensitively (Unicode case folding) as substrings of the
  *   decoded text: header values with RFC 2047 words decoded, text parts
  *   decoded from their transfer encoding and charset. BEFORE / ON / SINCE
- *   use the internal date's day in UTC; SENTBEFORE / SENTON / SENTSINCE
+ *   use the internal date's day in the server's zone (as INTERNALDATE is
+ *   shown); SENTBEFORE / SENTON / SENTSINCE
  *   the Date: header's day in its own zone (the internal date when there
- *   is none). \Recent is never set: RECENT and NEW match nothing, OLD
- *   everything.
+ *   is none). RECENT, NEW (recent and unseen) and OLD (not recent) look
+ *   at the view's \Recent (the session that first saw a message has it).
  *
  *   SEARCH without UID sends no expunges (RFC 9051 7.5.1). RETURN (SAVE)
  *   (SEARCHRES) is not offered and refused.
@@ -655,8 +656,16 @@ body_has(Ctx *c, const char *str)
     return strstr(c->body_text, str) != NULL;
 }
 
+/* The internal date's day in the server's zone (as FETCH INTERNALDATE shows it). */
+static gint32
+internal_day(const KrMailboxMsg *m)
+{
+    gint64 t = m->internal_date + (gint64)imap_local_tz(m->internal_date) * 60;
+    return (gint32)(t >= 0 ? t / 86400 : (t - 86399) / 86400);
+}
+
 /* Days since 1970-01-01 of the Date: header (its own zone); or of the
- * internal date in UTC. */
+ * internal date (the server's zone). */
 static gint32
 sent_day(Ctx *c)
 {
@@ -668,15 +677,7 @@ sent_day(Ctx *c)
             return imap_days_from_civil(y, m, dd);
         }
     }
-    return (gint32)(c->m->internal_date >= 0 ? c->m->internal_date / 86400
-                                             : (c->m->internal_date - 86399) / 86400);
-}
-
-static gint32
-internal_day(const KrMailboxMsg *m)
-{
-    return (gint32)(m->internal_date >= 0 ? m->internal_date / 86400
-                                          : (m->internal_date - 86399) / 86400);
+    return internal_day(c->m);
 }
 
 static gboolean
@@ -706,11 +707,13 @@ match(Ctx *c, const ImapSearchKey *k)
     case IMAP_SK_NOT:
         return !match(c, k->child);
     case IMAP_SK_ALL:
-    case IMAP_SK_OLD:
         return TRUE;
+    case IMAP_SK_OLD:
+        return !(m->flags & KR_FLAG_RECENT);
     case IMAP_SK_NEW:
+        return (m->flags & (KR_FLAG_RECENT | KR_FLAG_SEEN)) == KR_FLAG_RECENT;
     case IMAP_SK_RECENT:
-        return FALSE;
+        return (m->flags & KR_FLAG_RECENT) != 0;
     case IMAP_SK_ANSWERED:
         return (m->flags & KR_FLAG_ANSWERED) != 0;
     case IMAP_SK_DELETED:

@@ -9,6 +9,7 @@
 #include "imap-date.h"
 
 #include <string.h>
+#include <time.h>
 
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -123,6 +124,17 @@ imap_datetime_parse(const char *s, gsize len, gint64 *time_r, int *tz_r)
     *time_r = t - (gint64)tz * 60;
     *tz_r = tz;
     return TRUE;
+}
+
+int
+imap_local_tz(gint64 t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if ((gint64)tt != t || !localtime_r(&tt, &tm))
+        return 0;
+    long off = tm.tm_gmtoff / 60;
+    return off < -(23 * 60 + 59) || off > 23 * 60 + 59 ? 0 : (int)off;
 }
 
 void

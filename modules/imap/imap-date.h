@@ -7,6 +7,8 @@
  *   imap_datetime_parse()     "dd-Mon-yyyy hh:mm:ss +zzzz" (no quotes)
  *                             -> UTC seconds + zone in minutes east
  *   imap_datetime_format()    seconds + zone -> "\"26-Nov-2026 08:11:05 +0000\""
+ *   imap_local_tz()           the server's zone at a time, minutes east
+ *                             (localtime_r's tm_gmtoff: TZ, DST included)
  *   imap_days_from_civil()    y-m-d -> days since 1970-01-01 (proleptic Gregorian)
  *   imap_civil_from_days()    the inverse
  *
@@ -27,6 +29,7 @@ G_BEGIN_DECLS
 gboolean imap_date_parse(const char *s, gsize len, gint32 *days_r);
 gboolean imap_datetime_parse(const char *s, gsize len, gint64 *time_r, int *tz_minutes_r);
 void imap_datetime_format(GString *out, gint64 t, int tz_minutes);
+int imap_local_tz(gint64 t);
 gint32 imap_days_from_civil(int y, int m, int d);
 void imap_civil_from_days(gint64 days, int *y, int *m, int *d);
 

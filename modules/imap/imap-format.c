@@ -4,7 +4,7 @@
  *
  *   imap_fmt_astring, imap_fmt_string, imap_fmt_nstring
  *   imap_fmt_literal, imap_fmt_literal_header, imap_fmt_mailbox
- *   imap_fmt_flags, imap_fmt_status, imap_fmt_text
+ *   imap_fmt_flags, imap_fmt_flag_ok, imap_fmt_u64, imap_fmt_status, imap_fmt_text
  */
 #include "imap-format.h"
 #include "imap-lex.h"
@@ -105,6 +105,24 @@ flag_ok(const char *f)
         if (!imap_is_atom_char((guchar)*f))
             return FALSE;
     return TRUE;
+}
+
+gboolean
+imap_fmt_flag_ok(const char *flag)
+{
+    return flag_ok(flag);
+}
+
+void
+imap_fmt_u64(GString *out, guint64 v)
+{
+    char buf[20];
+    guint n = sizeof buf;
+    do {
+        buf[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    g_string_append_len(out, buf + n, (gssize)(sizeof buf - n));
 }
 
 void

@@ -10,6 +10,7 @@
  *   imap_fmt_literal_header() "{n}\r\n" alone, for data streamed after it
  *   imap_fmt_mailbox()        UTF-8 name -> wire (mUTF-7 unless UTF-8 mode) astring
  *   imap_fmt_flags()          "(\Seen $Forwarded \*)"; invalid flags are left out
+ *   imap_fmt_u64()            a number in decimal (no printf)
  *   imap_fmt_status()         "TAG OK [CODE] text\r\n" ("*" for a NULL tag)
  *   imap_fmt_text()           human text with CR, LF and controls made spaces
  *
@@ -42,6 +43,9 @@ void imap_fmt_literal(GString *out, const void *data, gsize len, gboolean binary
 void imap_fmt_literal_header(GString *out, guint64 len, gboolean binary);
 void imap_fmt_mailbox(GString *out, const char *name, gboolean utf8_mode);
 void imap_fmt_flags(GString *out, const char *const *flags, gssize n);
+/* Is this a flag imap_fmt_flags() would send (an atom, or \ + atom)? */
+gboolean imap_fmt_flag_ok(const char *flag);
+void imap_fmt_u64(GString *out, guint64 v);
 void imap_fmt_status(GString *out, const char *tag, const char *status, const char *code,
                      const char *text);
 void imap_fmt_text(GString *out, const char *text);

@@ -7,14 +7,16 @@
  *
  * SYNOPSIS
  *   imap_sync_updates(s, out, &bye)   (worker) sync the view, append updates
- *   imap_msg_flags(s, out, msg)       " FLAGS (\Seen kw ...)"
+ *   imap_msg_flags(s, out, msg)       "FLAGS (\Seen \Recent kw ...)"
+ *   imap_recent_count(mb)             messages of the view with \Recent
  *   imap_flags_lines(s, out)          "* FLAGS (...)" + "* OK [PERMANENTFLAGS ...]"
  *
  * DESCRIPTION
  *   The store's view moves only when the session calls sync() (kr-store.h);
  *   the changes it reports are sent here in an order a client can follow:
  *   expunges first (sequence numbers of the old view, descending), then
- *   EXISTS for new messages, then FLAGS if the folder's keywords grew,
+ *   EXISTS for new messages (and RECENT, for IMAP4rev1), then FLAGS if
+ *   the folder's keywords grew,
  *   then flag changes (sequence numbers of the new view). Jobs call this
  *   at the end of commands where EXPUNGE may be sent (RFC 9051 7.5.1:
  *   not during FETCH, STORE and SEARCH; their UID forms are fine).
@@ -33,28 +35,52 @@
 void
 imap_msg_flags(ImapSession *s, GString *out, const KrMailboxMsg *m)
 {
-    const char *names[8 + KR_STORE_MAX_KEYWORDS];
-    guint n = 0;
-    if (m->flags & KR_FLAG_SEEN)
-        names[n++] = "\\Seen";
-    if (m->flags & KR_FLAG_ANSWERED)
-        names[n++] = "\\Answered";
-    if (m->flags & KR_FLAG_FLAGGED)
-        names[n++] = "\\Flagged";
-    if (m->flags & KR_FLAG_DELETED)
-        names[n++] = "\\Deleted";
-    if (m->flags & KR_FLAG_DRAFT)
-        names[n++] = "\\Draft";
-    if (m->flags & KR_FLAG_FORWARDED)
-        names[n++] = "$Forwarded";
+    static const struct {
+        guint32 bit;
+        const char *name;
+        gsize len;
+    } sys[] = {
+#define F(b, n) {b, n, sizeof n - 1}
+        F(KR_FLAG_SEEN, "\\Seen"),          F(KR_FLAG_ANSWERED, "\\Answered"),
+        F(KR_FLAG_FLAGGED, "\\Flagged"),    F(KR_FLAG_DELETED, "\\Deleted"),
+        F(KR_FLAG_DRAFT, "\\Draft"),        F(KR_FLAG_RECENT, "\\Recent"),
+        F(KR_FLAG_FORWARDED, "$Forwarded"),
+#undef F
+    };
+    /* \Recent only for IMAP4rev1: RFC 9051 removed it */
+    guint32 flags = s->rev2 ? m->flags & ~(guint32)KR_FLAG_RECENT : m->flags;
+    gboolean first = TRUE;
+    g_string_append_len(out, "FLAGS (", 7);
+    for (guint i = 0; flags && i < G_N_ELEMENTS(sys); i++) {
+        if (!(flags & sys[i].bit))
+            continue;
+        if (!first)
+            g_string_append_c(out, ' ');
+        g_string_append_len(out, sys[i].name, (gssize)sys[i].len);
+        first = FALSE;
+    }
     if (m->keywords) {
         const char *const *kw = imap_g.ops->keywords(s->mb);
-        for (guint i = 0; kw && kw[i] && i < KR_STORE_MAX_KEYWORDS; i++)
-            if (m->keywords & (1u << i))
-                names[n++] = kw[i];
+        for (guint i = 0; kw && kw[i] && i < KR_STORE_MAX_KEYWORDS; i++) {
+            if (!(m->keywords & (1u << i)) || !imap_fmt_flag_ok(kw[i]))
+                continue;
+            if (!first)
+                g_string_append_c(out, ' ');
+            g_string_append(out, kw[i]);
+            first = FALSE;
+        }
     }
-    g_string_append(out, "FLAGS ");
-    imap_fmt_flags(out, names, n);
+    g_string_append_c(out, ')');
+}
+
+guint32
+imap_recent_count(KrMailbox *mb)
+{
+    const KrMailboxOps *ops = imap_g.ops;
+    guint32 n = ops->count(mb), r = 0;
+    for (guint32 i = 1; i <= n; i++)
+        r += (ops->msg(mb, i)->flags & KR_FLAG_RECENT) != 0;
+    return r;
 }
 
 void
@@ -71,6 +97,8 @@ imap_flags_lines(ImapSession *s, GString *out)
     for (; kw && kw[nkw] && nkw < KR_STORE_MAX_KEYWORDS; nkw++)
         names[n++] = kw[nkw];
     g_string_append(out, "* FLAGS ");
+    /* as RFC 3501 6.3.1 shows (and Dovecot sends): the settable flags; \Recent
+     * is in neither list, as no client may set it */
     imap_fmt_flags(out, names, n);
     g_string_append(out, "\r\n");
     if (imap_g.ops->readonly(s->mb)) {
@@ -111,8 +139,12 @@ imap_sync_updates(ImapSession *s, GString *out, gboolean *bye_r)
                                        g_array_index(ch.expunged_seqs, guint32, i));
         }
     }
-    if (ch.new_messages > 0)
+    if (ch.new_messages > 0) {
         g_string_append_printf(out, "* %u EXISTS\r\n", ch.exists);
+        /* RFC 3501 7.3.2: the new count of \Recent messages (not in IMAP4rev2) */
+        if (!s->rev2)
+            g_string_append_printf(out, "* %u RECENT\r\n", imap_recent_count(s->mb));
+    }
     if (ch.keywords_changed)
         imap_flags_lines(s, out);
     for (guint i = 0; ch.changed_seqs && i < ch.changed_seqs->len; i++) {

@@ -178,8 +178,10 @@ gboolean imap_utf8_names(ImapSession *s);
 
 /* imap-session-sync.c (worker thread) */
 void imap_sync_updates(ImapSession *s, GString *out, gboolean *bye_r);
-/* " FLAGS (...)" items of a message (leading space). */
+/* "FLAGS (...)" item of a message; \Recent unless IMAP4rev2 is enabled. */
 void imap_msg_flags(ImapSession *s, GString *out, const KrMailboxMsg *m);
+/* Messages of the view with \Recent (KR_FLAG_RECENT). */
+guint32 imap_recent_count(KrMailbox *mb);
 /* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" lines. */
 void imap_flags_lines(ImapSession *s, GString *out);
 
@@ -270,7 +272,9 @@ void imap_lit_data(ImapSession *s, const void *data, gsize len, gboolean last);
 void imap_lit_free(ImapLit *lit);
 
 /* imap-cmd-mailbox.c: shared with LIST-STATUS and QRESYNC FETCH */
-void imap_status_items(ImapSession *s, GString *out, guint items, const KrMailboxStatus *st);
+/* (worker) RECENT is counted in the folder stname (the view if selected). */
+void imap_status_items(ImapSession *s, GString *out, guint items, const KrMailboxStatus *st,
+                       const char *stname);
 /* (worker) The UIDs of known (resolved; NULL: 1:UIDNEXT-1) missing from the view. */
 void imap_vanished(ImapSession *s, ImapSeqSet *known, GString *out);
 
