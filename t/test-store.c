@@ -1161,6 +1161,22 @@ test_recent(void)
     ops->get_status(c, &st);
     g_assert_cmpuint(st.unseen, ==, 2);
     g_assert_cmpuint(st.messages, ==, 3);
+    /* STATUS: from the shared view's counts, then (changed) the index */
+    KrMailboxStatus fs;
+    g_assert_true(ops->status(store->self, "rcn@localhost", "INBOX", &fs, &err));
+    g_assert_cmpuint(fs.unseen, ==, 2);
+    g_assert_cmpint(fs.size, ==, st.size);
+    guint32 three = 3;
+    g_assert_true(ops->set_flags(c, &three, 1, KR_FLAGS_ADD, KR_FLAG_SEEN | KR_FLAG_DELETED, NULL,
+                                 0, NULL, &err));
+    ops->get_status(c, &st);
+    g_assert_cmpuint(st.unseen, ==, 1);
+    g_assert_cmpuint(st.deleted, ==, 1);
+    g_assert_true(ops->status(store->self, "rcn@localhost", "INBOX", &fs, &err));
+    g_assert_cmpuint(fs.unseen, ==, 1);
+    g_assert_cmpuint(fs.deleted, ==, 1);
+    g_assert_true(ops->set_flags(c, &three, 1, KR_FLAGS_REMOVE, KR_FLAG_SEEN | KR_FLAG_DELETED,
+                                 NULL, 0, NULL, &err));
     ops->close(c);
 
     /* the claim is in the index file: read afresh (new inode), still claimed */

@@ -379,7 +379,15 @@ md_status(gpointer self, const char *user, const char *name, KrMailboxStatus *st
         st->uidvalidity = idx->uidvalidity;
         st->uidnext = idx->nextuid;
         st->highestmodseq = idx->highestmodseq;
-        for (guint i = 0; i < idx->entries->len; i++) {
+        /* The sessions' shared view, when current, has the counts. */
+        gboolean snap = f->snap && f->snap_version == idx->msgs_version &&
+                        f->snap_uidvalidity == idx->uidvalidity;
+        if (snap) {
+            st->unseen = f->snap_unseen;
+            st->deleted = f->snap_deleted;
+            st->size = f->snap_size;
+        }
+        for (guint i = 0; !snap && i < idx->entries->len; i++) {
             MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
             if (!(e->flags & KR_FLAG_SEEN))
                 st->unseen++;
