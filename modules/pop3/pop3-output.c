@@ -333,8 +333,10 @@ next_piece(Pop3Session *s)
 /* --- read-ahead --------------------------------------------------------------------
  * Messages after the last RETR are read, converted and kept in memory,
  * RA_BYTES or RA_COUNT at a time, by one worker job that runs while the
- * client takes in what was sent; RETRs of them are answered at once. A
- * new batch starts when fewer than RA_LOW are left.
+ * client takes in what was sent; RETRs of them are answered at once. The
+ * next batch starts when fewer than RA_LOW messages and RA_BYTES / 2 bytes
+ * are left, so that it is normally back before they are gone (a RETR of a
+ * message not read yet waits for the whole batch).
  *
  * Each is kept as the whole reply ("+OK n octets", the stuffed content,
  * the final "."), in one buffer of its exact size, so a RETR of it is
@@ -345,7 +347,7 @@ next_piece(Pop3Session *s)
 
 #define RA_BYTES (256 * 1024)
 #define RA_COUNT 64
-#define RA_LOW   16
+#define RA_LOW   32
 
 typedef struct {
     guint32 seq;
@@ -380,11 +382,21 @@ ahead_free(Pop3Ahead *a)
     g_free(a);
 }
 
+/* Take the first message read ahead off the queue. */
+static Pop3Ahead *
+ahead_pop(Pop3Session *s)
+{
+    Pop3Ahead *a = g_queue_pop_head(&s->pfq);
+    if (a)
+        s->pf_bytes -= a->len;
+    return a;
+}
+
 void
 pop3_out_drop_ahead(Pop3Session *s)
 {
     Pop3Ahead *a;
-    while ((a = g_queue_pop_head(&s->pfq)))
+    while ((a = ahead_pop(s)))
         ahead_free(a);
 }
 
@@ -450,10 +462,12 @@ ahead_done(gpointer p)
     s->ra_job = FALSE;
     for (guint i = 0; i < j->out->len; i++) {
         Pop3Ahead *a = j->out->pdata[i];
-        if (s->dead || pop3_is_deleted(s, a->seq))
+        if (s->dead || pop3_is_deleted(s, a->seq)) {
             ahead_free(a);
-        else
+        } else {
             g_queue_push_tail(&s->pfq, a);
+            s->pf_bytes += a->len;
+        }
     }
     if (j->out->len < j->want->len && !s->dead) {
         /* stopped early: the rest is read by RETR itself */
@@ -474,7 +488,8 @@ ahead_done(gpointer p)
 static void
 maybe_read_ahead(Pop3Session *s)
 {
-    if (s->in_job || s->dead || g_queue_get_length(&s->pfq) >= RA_LOW)
+    if (s->in_job || s->dead || g_queue_get_length(&s->pfq) >= RA_LOW ||
+        s->pf_bytes >= RA_BYTES / 2)
         return;
     GArray *want = NULL;
     gint64 bytes = 0;
@@ -513,10 +528,10 @@ pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines)
                 pop3_out_drop_ahead(s);
                 break;
             }
-            ahead_free(g_queue_pop_head(&s->pfq));
+            ahead_free(ahead_pop(s));
         }
         if ((a = g_queue_peek_head(&s->pfq)) && a->seq == seq) {
-            g_queue_pop_head(&s->pfq);
+            ahead_pop(s);
             kr_conn_write(s->conn, a->data, a->len);
             s->retr_bytes += (gint64)(a->len - a->head);
             s->nretr++;

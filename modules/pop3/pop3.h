@@ -77,6 +77,7 @@ typedef struct {
     gint64 del_size;
     Pop3Out *out;      /* multi-line reply in progress */
     GQueue pfq;        /* read-ahead: Pop3Ahead, ascending seq */
+    gsize pf_bytes;    /* their size */
     guint32 pf_last;   /* last message read ahead (queued or being read) */
     gboolean ra_job;   /* the job in flight is a read-ahead */
     gboolean wait_job; /* a command waits for that job to end */
