@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kr-msg-private.h - the KrMsg structure, shared by kr-msg.c (the object,
- * headers, logical content) and kr-qfile.c (the queue file format).
- * Never included outside core/.
+ * headers, logical content) and kr-qfile*.c (the queue file format, whose
+ * own internals are in kr-qfile-private.h). Never included outside core/.
  *
  * Locking: `lock` guards the lazily built header index and content map
  * (so kr_msg_read/kr_msg_header may run in several threads at once).
@@ -101,9 +101,9 @@ void kr_msg_content_changed(KrMsg *msg);
 /* kr-qfile.c */
 /* Close the file; unlink DIR/.tmp-ID if the spool was never committed. */
 void kr_qfile_release(KrMsg *msg);
-/* Spare files in this process's pool (tests). */
+/* kr-qfile-spare.c: spare files in this process's pool (tests). */
 KR_INTERNAL guint kr_qfile_spares(void);
-/* pread the whole of len bytes at off, retrying on EINTR/short reads. */
+/* kr-qfile-io.c: pread the whole of len bytes at off, retrying on EINTR/short reads. */
 gboolean kr_qfile_pread_all(int fd, void *buf, gsize len, goffset off, GError **error);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test-queue.c - KrMsg and the durable queue files (core/kr-msg.c,
- * core/kr-qfile.c, core/kr-queue-dirs.c): round trips, header edits,
+ * core/kr-qfile*.c, core/kr-queue-dirs.c): round trips, header edits,
  * status slots, moves, envelope rewrites, copies, async commit, and a
  * parser that must survive truncated, garbled and crafted files.
  */
