@@ -15,7 +15,7 @@
 #define MAX_ESCAPES 4
 
 static gboolean
-quotable(const char *s, gsize len, guint flags)
+quotable(const char *s, gsize len, guint flags, guint *escapes_r)
 {
     if (len > IMAP_FMT_QUOTED_MAX)
         return FALSE;
@@ -32,13 +32,16 @@ quotable(const char *s, gsize len, guint flags)
     }
     if (eight && (!(flags & IMAP_FMT_UTF8) || !g_utf8_validate_len(s, len, NULL)))
         return FALSE;
+    *escapes_r = escapes;
     return TRUE;
 }
 
 void
 imap_fmt_literal_header(GString *out, guint64 len, gboolean binary)
 {
-    g_string_append_printf(out, "%s{%" G_GUINT64_FORMAT "}\r\n", binary ? "~" : "", len);
+    g_string_append_len(out, binary ? "~{" : "{", binary ? 2 : 1);
+    imap_fmt_u64(out, len);
+    g_string_append_len(out, "}\r\n", 3);
 }
 
 void
@@ -51,15 +54,20 @@ imap_fmt_literal(GString *out, const void *data, gsize len, gboolean binary)
 void
 imap_fmt_string(GString *out, const char *s, gsize len, guint flags)
 {
-    if (!quotable(s, len, flags)) {
+    guint escapes = 0;
+    if (!quotable(s, len, flags, &escapes)) {
         imap_fmt_literal(out, s, len, FALSE);
         return;
     }
     g_string_append_c(out, '"');
-    for (gsize i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\')
-            g_string_append_c(out, '\\');
-        g_string_append_c(out, s[i]);
+    if (escapes == 0) {
+        g_string_append_len(out, s, (gssize)len);
+    } else {
+        for (gsize i = 0; i < len; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                g_string_append_c(out, '\\');
+            g_string_append_c(out, s[i]);
+        }
     }
     g_string_append_c(out, '"');
 }

@@ -183,8 +183,9 @@ typedef struct {
 
 typedef struct {
     const ImapMimeInput *in;
-    guint64 size; /* G_MAXUINT64: not known yet (the end is where a read comes up short) */
-    gsize cap;    /* octets read at a time: RD_BUF, or less for a header-only parse */
+    guint64 size;      /* G_MAXUINT64: not known yet (the end is where a read comes up short) */
+    gsize cap;         /* octets read at a time: RD_BUF, or less for a header-only parse */
+    gboolean one_read; /* an fd: one pread per fill, a short one is the end (header-only) */
     guchar *buf;
     guint64 buf_off;
     gsize buf_len;
@@ -197,8 +198,22 @@ rd_fill(Reader *r, guint64 off)
 {
     gsize got = 0;
     gsize want = (gsize)MIN((guint64)r->cap, r->size - off);
-    if (!mime_input_read(r->in, off, r->buf, want, &got, &r->error))
+    if (r->one_read && !r->in->data && r->in->fd >= 0) {
+        /* a regular file reads short only at its end: no second pread to
+         * see the 0 (the header-only parse of a small message is one read) */
+        ssize_t n;
+        do
+            n = pread(r->in->fd, r->buf, want, (off_t)off);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            int e = errno;
+            g_set_error(&r->error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO, "read: %s", g_strerror(e));
+            return FALSE;
+        }
+        got = (gsize)n;
+    } else if (!mime_input_read(r->in, off, r->buf, want, &got, &r->error)) {
         return FALSE;
+    }
     r->buf_off = off;
     r->buf_len = got;
     if (got < want) /* the file got shorter under us: its end is here */
@@ -654,6 +669,7 @@ imap_mime_parse_envelope(const ImapMimeInput *in, const ImapMimeLimits *limits, 
     P.hdr_budget = P.lim.max_header_total;
     P.rd.in = in;
     P.rd.cap = HDR_WINDOW;
+    P.rd.one_read = TRUE;
     /* an fd's size is not needed: its end is where a read comes up short */
     P.rd.size = in->data || in->fd < 0 ? (in->data ? in->len : 0) : G_MAXUINT64;
     guchar *big = in->data ? NULL : g_malloc(RD_BUF);
