@@ -525,6 +525,26 @@ with Kurird(config=conf, env={"TZ": "UTC"}) as k:
     u, t = c.cmd("FETCH 1 (ENVELOPE BODY)")
     tap.ok(u and b'"WITH ATTACHMENT"' in u[0] and b'("text" "x-abc"' in u[0],
            "upgraded: ENVELOPE and BODY from the full cache blob, the file not read again", u)
+    # SEARCH on address fields: the fast path (plain ASCII) and the decoding
+    # path (encoded words, 8-bit needles) give the same answers; groups and
+    # missing parts as the ENVELOPE has them
+    GRP = msg("From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@example.org>",
+              "To: undisclosed-recipients:;", "Cc: Team: a@x.org, Bee <b@y.org>;",
+              "Bcc: nodomain", "Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?= and more", "", "x")
+    c.cmd(b"APPEND Up {%d+}\r\n" % len(GRP) + GRP)
+    c.cmd("NOOP")
+    for rnd in ("first (header parsed)", "again (from the cache)"):
+        tap.eq(search("FROM jm@example"), [2], "SEARCH FROM plain part, %s" % rnd)
+        tap.eq(search('CHARSET UTF-8 FROM "jürgen müller"'), [2], "SEARCH FROM decoded name, %s" % rnd)
+        tap.eq(search('FROM "=?utf-8"'), [], "SEARCH FROM does not match the encoded form, %s" % rnd)
+        tap.eq(search('FROM "Jm@Example.ORG"'), [2], "SEARCH FROM ignores ASCII case, %s" % rnd)
+        tap.eq(search('CC "team:a@x.org, bee <b@y.org>;"'), [2], "SEARCH CC over a whole group, %s" % rnd)
+        tap.eq(search('TO "undisclosed-recipients:;"'), [2], "SEARCH TO an empty group, %s" % rnd)
+        tap.eq(search('BCC "nodomain@"'), [2], "SEARCH BCC: missing domain, %s" % rnd)
+        tap.eq(search('BCC "MISSING"'), [], "SEARCH BCC: MISSING_DOMAIN is not text, %s" % rnd)
+        tap.eq(search('CHARSET UTF-8 SUBJECT "GRÜSSE"'), [2], "SEARCH SUBJECT decoded and folded, %s" % rnd)
+        tap.eq(search('SUBJECT "and MORE"'), [2], "SEARCH SUBJECT with an encoded word, ASCII needle, %s" % rnd)
+        tap.eq(search("OR FROM dave FROM jm"), [1, 2], "SEARCH OR over two messages, %s" % rnd)
     c.cmd("LOGOUT")
 
     # --- users are separate ---------------------------------------------------

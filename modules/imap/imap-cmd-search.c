@@ -18,9 +18,11 @@
  *   blob; for a message without one only the header is parsed (MIME
  *   layer, no GMime) and an envelope-only blob stored, as FETCH ENVELOPE
  *   does, so the next search opens no file. A plain field (Subject, Date,
- *   Message-ID, In-Reply-To) that is ASCII without escapes or encoded
- *   words is matched against an ASCII needle where it stands in the
- *   cached text, without copying or decoding (no allocation per message).
+ *   Message-ID, In-Reply-To) or address list (From, To, Cc, Bcc) that is
+ *   ASCII without escapes or encoded words is matched against an ASCII
+ *   needle where it stands in the cached text, without copying or
+ *   decoding (no allocation per message; an address list is put together
+ *   as the slow path would, in one scratch string per SEARCH).
  *   Other keys on headers and text open the message file, which GMime
  *   parses once per message (then dropped). Needles are case-folded
  *   once per SEARCH. String keys match
@@ -67,6 +69,7 @@ typedef struct {
     char *body_text; /* decoded text parts, casefolded */
     gboolean body_done;
     gboolean env_tried, env_ok;
+    GString *scratch; /* the fast path's address text (one per SEARCH) */
     GBytes *env_hold; /* holds the ENVELOPE text: */
     const char *env_text;
     gsize env_len;
@@ -531,12 +534,94 @@ ascii_has_n(const char *hay, gsize len, const char *needle, gsize nlen)
     return FALSE;
 }
 
-/* Can the plain field idx (Date, Subject, In-Reply-To, Message-ID) be
- * matched against the ASCII needle as it stands in the ENVELOPE text (no
- * escapes, no encoded words, no 8-bit octets)? Then *hit_r is the answer
- * and TRUE; FALSE: take the decoding path. No allocation. */
+/* Is the span plain ASCII as far as matching goes: no 8-bit octets, no
+ * NUL, no escapes, no encoded word ("=?" only if words may be decoded)? */
 static gboolean
-env_fast(Ctx *c, int idx, const char *needle, gboolean *hit_r)
+plain(const char *v, gsize l, gboolean esc, gboolean words)
+{
+    if (esc)
+        return FALSE;
+    for (gsize i = 0; i < l; i++) {
+        guchar ch = (guchar)v[i];
+        if (ch >= 0x80 || ch == '\0' || (words && ch == '=' && i + 1 < l && v[i + 1] == '?'))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+span_is(const char *v, gsize l, const char *lit)
+{
+    gsize n = strlen(lit);
+    return v && l == n && memcmp(v, lit, n) == 0;
+}
+
+/* An address list as env_addrs() writes it ("name <mbox@host>, ...", group
+ * markers "group:" and ";"), into out, from plain ASCII fields only (no
+ * copy of any field, no decoding). FALSE: not plain, take the slow path. */
+static gboolean
+fast_addrs(Env *e, GString *out)
+{
+    g_string_truncate(out, 0);
+    env_sp(e);
+    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0)
+        return TRUE;
+    if (e->p >= e->end || *e->p != '(')
+        return FALSE;
+    e->p++;
+    for (;;) {
+        env_sp(e);
+        if (e->p < e->end && *e->p == ')')
+            return TRUE;
+        if (e->p >= e->end || *e->p != '(')
+            return FALSE;
+        e->p++;
+        const char *f[4];
+        gsize fl[4];
+        for (guint i = 0; i < 4; i++) {
+            gboolean esc;
+            if (!env_skip_nstring(e, &f[i], &fl[i], &esc) ||
+                (f[i] && !plain(f[i], fl[i], esc, i == 0)))
+                return FALSE;
+        }
+        env_sp(e);
+        if (e->p >= e->end || *e->p != ')')
+            return FALSE;
+        e->p++;
+        if (!f[3]) { /* group marker */
+            if (f[2]) {
+                if (out->len)
+                    g_string_append_len(out, ", ", 2);
+                g_string_append_len(out, f[2], (gssize)fl[2]);
+                g_string_append_c(out, ':');
+            } else {
+                g_string_append_c(out, ';');
+            }
+            continue;
+        }
+        if (out->len && out->str[out->len - 1] != ':')
+            g_string_append_len(out, ", ", 2);
+        if (f[0]) {
+            g_string_append_len(out, f[0], (gssize)fl[0]);
+            g_string_append_len(out, " <", 2);
+        }
+        if (f[2] && !span_is(f[2], fl[2], "MISSING_MAILBOX"))
+            g_string_append_len(out, f[2], (gssize)fl[2]);
+        g_string_append_c(out, '@');
+        if (!span_is(f[3], fl[3], "MISSING_DOMAIN"))
+            g_string_append_len(out, f[3], (gssize)fl[3]);
+        if (f[0])
+            g_string_append_c(out, '>');
+    }
+}
+
+/* Can field idx be matched against the ASCII needle as it stands in the
+ * ENVELOPE text (plain ASCII: no escapes, no encoded words, no 8-bit
+ * octets)? Then *hit_r is the answer and TRUE; FALSE: take the decoding
+ * path. No allocation per message (address lists are put together in the
+ * search's scratch string). */
+static gboolean
+env_fast(Ctx *c, int idx, const char *needle, gsize nlen, gboolean *hit_r)
 {
     if (!env_load(c))
         return FALSE;
@@ -544,24 +629,32 @@ env_fast(Ctx *c, int idx, const char *needle, gboolean *hit_r)
     const char *v = NULL;
     gsize l = 0;
     gboolean esc = FALSE;
-    for (int i = 0; i <= idx; i++) {
+    for (int i = 0; i < idx; i++) {
         gboolean ok =
             i >= ENV_FROM && i <= ENV_BCC ? env_skip_addrs(&e) : env_skip_nstring(&e, &v, &l, &esc);
         if (!ok)
             return FALSE;
     }
+    if (idx >= ENV_FROM && idx <= ENV_BCC) {
+        env_sp(&e);
+        if (e.end - e.p >= 3 && g_ascii_strncasecmp(e.p, "NIL", 3) == 0) {
+            *hit_r = FALSE;
+            return TRUE;
+        }
+        if (!fast_addrs(&e, c->scratch))
+            return FALSE;
+        *hit_r = ascii_has_n(c->scratch->str, c->scratch->len, needle, nlen);
+        return TRUE;
+    }
+    if (!env_skip_nstring(&e, &v, &l, &esc))
+        return FALSE;
     if (!v) { /* NIL */
         *hit_r = FALSE;
         return TRUE;
     }
-    if (esc)
+    if (!plain(v, l, esc, TRUE))
         return FALSE;
-    for (gsize i = 0; i < l; i++) {
-        guchar ch = (guchar)v[i];
-        if (ch >= 0x80 || ch == '\0' || (ch == '=' && i + 1 < l && v[i + 1] == '?'))
-            return FALSE;
-    }
-    *hit_r = ascii_has_n(v, l, needle, strlen(needle));
+    *hit_r = ascii_has_n(v, l, needle, nlen);
     return TRUE;
 }
 
@@ -606,8 +699,7 @@ header_has(Ctx *c, int ef, const char *field, const char *str)
 {
     const char *ev;
     gboolean hit;
-    if (ef >= 0 && *str && (ef < ENV_FROM || ef > ENV_BCC) && is_ascii(str) &&
-        env_fast(c, ef, str, &hit))
+    if (ef >= 0 && *str && is_ascii(str) && env_fast(c, ef, str, strlen(str), &hit))
         return hit;
     if (ef >= 0 && env_get(c, ef, &ev))
         return ev && has_text(ev, str);
@@ -797,7 +889,8 @@ search_work(ImapJob *j)
     prepare(a->key, n, n ? ops->msg(s->mb, n)->uid : 0, &modseq, owned);
     g_autoptr(GArray) hits = g_array_new(FALSE, FALSE, sizeof(guint32));
     guint64 maxmod = 0;
-    Ctx c = {.s = s, .now = g_get_real_time() / G_USEC_PER_SEC};
+    g_autoptr(GString) scratch = g_string_sized_new(256);
+    Ctx c = {.s = s, .now = g_get_real_time() / G_USEC_PER_SEC, .scratch = scratch};
     for (guint32 seq = 1; seq <= n; seq++) {
         c.m = ops->msg(s->mb, seq);
         c.seq = seq;
