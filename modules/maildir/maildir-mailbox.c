@@ -15,11 +15,26 @@
  *   keeps working for the session), a reference on the shared MdFolder,
  *   and its view: KrMailboxMsg copies, each holding a reference on the
  *   message's guid string. Sessions opened on an unchanged folder share
- *   one view array (the folder's snapshot, MdFolder.snap): opening an
- *   indexed folder costs no per-message work; a session copies the array
- *   before changing it (set_flags), and sync() builds a new one. sync() merges the folder's current
- * entries into the view (both are in UID order) and reports the differences; set_flags() writes its
- * changes into the view at once so that sync() reports only other sessions' changes.
+ *   one view array (the folder's snapshot, MdFolder.snap, with its
+ *   unseen/deleted/size counts): opening an indexed folder and
+ *   get_status() cost no per-message work; a session copies the array
+ *   before changing it (set_flags, \Recent bits), and sync() builds a
+ *   new one when messages changed. sync() merges the folder's current
+ *   entries into the view (both are in UID order) and reports the
+ *   differences; set_flags() writes its changes into the view at once so
+ *   that sync() reports only other sessions' changes.
+ *
+ *   \Recent: the index keeps the first UID no session has claimed (R
+ *   records). open() and sync() of a session that may write claim
+ *   [that, UIDNEXT) under the index lock and set KR_FLAG_RECENT on those
+ *   messages in the session's own view, where it stays for the session's
+ *   life; a read-only session marks the unclaimed ones without claiming.
+ *   The shared snapshot never carries the bit.
+ *
+ *   Cached blobs go through the session's MdCache (maildir-cache.c): its
+ *   queued blobs are written before every other blocking call but
+ *   cache_get/open_content, and at close; sync() also closes its cache
+ *   file and drops its read-ahead window.
  *
  *   File operations (rename for flags, unlink for expunge, link/rename for
  *   copy/move) are made under the folder's index lock. A file that is not

@@ -17,8 +17,8 @@
  * Files: maildir.c (this glue), maildir-path.c (names -> directories),
  * maildir-deliver.c (tmp/ -> new/ delivery), maildir-index.c (the
  * per-folder index file), maildir-folder.c (shared folder state, directory
- * scan), maildir-mailbox.c (sessions), maildir-folders.c (folder ops,
- * append).
+ * scan), maildir-mailbox.c (sessions), maildir-cache.c (a session's
+ * cached blobs), maildir-folders.c (folder ops, append).
  */
 #include "maildir-deliver.h"
 #include "maildir-path.h"
