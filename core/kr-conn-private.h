@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kr-conn-private.h - the core's side of KrConn (kr-conn.c): creating
+ * kr-conn-private.h - the core's side of KrConn (kr-conn*.c): creating
  * connections from accepted sockets, the listener's release hook, and
  * daemon shutdown. Modules see only kurir/kr-conn.h.
  *
@@ -15,7 +15,7 @@
  *   kr_conn_close_all()           close every connection (daemon shutdown)
  *   kr_conn_count()               connections not yet freed
  *
- * Plumbing shared by kr-conn.c and kr-conn-sock.c (not exported):
+ * Plumbing from kr-conn-sock.c for kr-conn*.c (not exported):
  *   kr_conn_sock_bio(fd), kr_conn_sock_addr(fd, peer, ...), kr_conn_ssl_errors()
  */
 #ifndef KR_CONN_PRIVATE_H

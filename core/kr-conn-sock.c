@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kr-conn-sock.c - socket and OpenSSL plumbing for kr-conn.c.
+ * kr-conn-sock.c - socket and OpenSSL plumbing for kr-conn*.c.
  *
  *   kr_conn_sock_bio(fd)       an OpenSSL BIO on a connected socket that
  *                              never raises SIGPIPE (send with MSG_NOSIGNAL);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-conn.c - the connection layer (core/kr-conn.c) and the TLS helpers
+ * test-conn.c - the connection layer (core/kr-conn*.c) and the TLS helpers
  * (core/kr-tls.c), over real loopback TCP sockets.
  *
  *   /conn/echo, /conn/pipelining, /conn/input-limit, /conn/pause-resume,
