@@ -84,7 +84,7 @@ write_tmp(int tmp_dir, const char *name, KrMsg *msg, const char *prefix, goffset
         r = errno_fail(error, errno, "cannot fsync", "tmp", name);
     } else if (fstat(fd, &st) < 0) {
         r = errno_fail(error, errno, "cannot stat", "tmp", name);
-    } else if ((*vsize_r = md_file_vsize(fd)) < 0) {
+    } else if ((*vsize_r = md_file_vsize(fd, st.st_size)) < 0) {
         r = errno_fail(error, errno, "cannot read back", "tmp", name);
     } else {
         *size_r = st.st_size;

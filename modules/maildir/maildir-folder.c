@@ -13,7 +13,7 @@
  *   md_notify_delivery(md, user, folder) a delivery landed
  *   md_folder_sync(f, fds, force, error) index and directories -> f->idx
  *   md_folder_sync_locked(...)           the same under the index lock
- *   md_file_vsize(fd)                    size with CRLF line ends
+ *   md_file_vsize(fd, size)              size with CRLF line ends
  *   md_name_field(name, key)             ",S=" / ",W=" of a file name
  *
  * DESCRIPTION
@@ -208,7 +208,7 @@ md_notify_delivery(Maildir *md, const char *user, const char *folder)
 /* --- sizes ------------------------------------------------------------------ */
 
 gint64
-md_file_vsize(int fd)
+md_file_vsize(int fd, gint64 size)
 {
     char buf[65536];
     gint64 total = 0, bare = 0;
@@ -235,6 +235,9 @@ md_file_vsize(int fd)
         last_cr = buf[n - 1] == '\r';
         total += n;
         off += n;
+        /* A short read of a regular file is its end. */
+        if (size >= 0 && off >= size && (gsize)n < sizeof buf)
+            break;
     }
     return total + bare;
 }
@@ -378,7 +381,7 @@ size_new_file(const MaildirFds *fds, const ScanFile *sf, gint64 *size_r, gint64 
     if (ok) {
         *size_r = st.st_size;
         *date_r = st.st_mtim.tv_sec;
-        *vsize_r = md_file_vsize(fd);
+        *vsize_r = md_file_vsize(fd, st.st_size);
         ok = *vsize_r >= 0;
     }
     close(fd);

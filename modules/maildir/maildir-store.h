@@ -105,8 +105,10 @@ gboolean md_folder_sync(MdFolder *f, const MaildirFds *fds, gboolean force, GErr
  * refreshes, rebuilds if needed, rescans if force or the directories
  * changed. *changed_r (may be NULL) tells whether anything moved. */
 gboolean md_folder_sync_locked(MdFolder *f, const MaildirFds *fds, gboolean force, GError **error);
-/* Size with CRLF line ends of an open file; -1 on error. */
-gint64 md_file_vsize(int fd);
+/* Size with CRLF line ends of an open file; -1 on error. size: the
+ * file's stat size if known (a short read reaching it is taken as the
+ * end, saving the read that would return 0), else -1. */
+gint64 md_file_vsize(int fd, gint64 size);
 /* The number in ",<key>=<digits>" of a file name's base; -1: none. */
 gint64 md_name_field(const char *name, char key);
 
