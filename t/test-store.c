@@ -1084,6 +1084,7 @@ test_cache_blobs(void)
     assert_blob(d2, 30, NULL);
     assert_blob(d2, 31, NULL);
     ops->close(d2);
+    g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS)); /* the old generation's */
     ops->close(c);
 }
 

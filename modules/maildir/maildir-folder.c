@@ -44,7 +44,9 @@
  *   skipped, never followed.
  *
  *   A missing or damaged index is rebuilt from the files with a new
- *   UIDVALIDITY (> the old one when known).
+ *   UIDVALIDITY (> the old one when known); cached-blob files of other
+ *   generations (kurir-cache.N, N = the UIDVALIDITY they were made
+ *   under) are removed then.
  */
 #include "maildir-store.h"
 
@@ -529,6 +531,32 @@ scan(MdFolder *f, const MaildirFds *fds, gboolean in_memory, gboolean *changed_r
     return ok;
 }
 
+/* Remove the cache files of other generations than keep: after a
+ * rebuild nothing refers to them (a session still reading one keeps its
+ * open file). */
+static void
+drop_old_caches(const MaildirFds *fds, guint32 keep)
+{
+    int fd = openat(fds->dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    char name[sizeof MD_CACHE_PREFIX + 12];
+    g_snprintf(name, sizeof name, "%s%u", MD_CACHE_PREFIX, keep);
+    GPtrArray *drop = g_ptr_array_new_with_free_func(g_free);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (g_str_has_prefix(de->d_name, MD_CACHE_PREFIX) && strcmp(de->d_name, name) != 0)
+            g_ptr_array_add(drop, g_strdup(de->d_name));
+    closedir(d);
+    for (guint i = 0; i < drop->len; i++)
+        unlinkat(fds->dir, drop->pdata[i], 0);
+    g_ptr_array_unref(drop);
+}
+
 /* Rebuild the index from the files (it is missing or damaged). */
 static gboolean
 rebuild(MdFolder *f, const MaildirFds *fds, GError **error)
@@ -545,6 +573,7 @@ rebuild(MdFolder *f, const MaildirFds *fds, GError **error)
         idx->uidvalidity = old;
         return FALSE;
     }
+    drop_old_caches(fds, idx->cache_gen);
     if (old != 0)
         g_message("%s: index rebuilt from %u files, uidvalidity %u", f->key, idx->entries->len,
                   idx->uidvalidity);
