@@ -201,11 +201,11 @@ sorted_has(const GArray *a, guint32 v)
 }
 
 /* The separator before an item (none before the first of a message). */
-static void
+static inline void
 item(FetchData *d, GString *out)
 {
     if (!d->first_item)
-        g_string_append_c(out, ' ');
+        imap_putc(out, ' ');
     d->first_item = FALSE;
 }
 
@@ -325,12 +325,12 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     }
     d->in_msg = TRUE;
     d->first_item = TRUE;
-    g_string_append_len(out, "* ", 2);
+    imap_put(out, "* ", 2);
     imap_fmt_u64(out, seq);
-    g_string_append_len(out, " FETCH (", 8);
+    imap_put(out, " FETCH (", 8);
     if (a->items & IMAP_FETCH_UID) {
         item(d, out);
-        g_string_append_len(out, "UID ", 4);
+        imap_put(out, "UID ", 4);
         imap_fmt_u64(out, uid);
     }
     if ((a->items & IMAP_FETCH_FLAGS) || sorted_has(d->seen_now, uid)) {
@@ -339,39 +339,39 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     }
     if (a->items & IMAP_FETCH_INTERNALDATE) {
         item(d, out);
-        g_string_append(out, "INTERNALDATE ");
+        imap_put(out, "INTERNALDATE ", 13);
         /* in the server's local zone, as Dovecot does */
         imap_datetime_format(out, m->internal_date, imap_local_tz(m->internal_date));
     }
     if (a->items & IMAP_FETCH_RFC822_SIZE) {
         item(d, out);
-        g_string_append_len(out, "RFC822.SIZE ", 12);
+        imap_put(out, "RFC822.SIZE ", 12);
         imap_fmt_u64(out, m->size > 0 ? (guint64)m->size : 0);
     }
     if ((a->items & IMAP_FETCH_MODSEQ) || (s->condstore && sorted_has(d->seen_now, uid))) {
         item(d, out);
-        g_string_append_len(out, "MODSEQ (", 8);
+        imap_put(out, "MODSEQ (", 8);
         imap_fmt_u64(out, m->modseq);
         g_string_append_c(out, ')');
     }
     gsize len = 0;
     if (a->items & IMAP_FETCH_ENVELOPE) {
         item(d, out);
-        g_string_append(out, "ENVELOPE ");
+        imap_put(out, "ENVELOPE ", 9);
         const char *t = imap_msginfo_envelope(d->mi, &len);
-        g_string_append_len(out, t, (gssize)len);
+        imap_put(out, t, len);
     }
     if (a->items & IMAP_FETCH_BODY) {
         item(d, out);
-        g_string_append(out, "BODY ");
+        imap_put(out, "BODY ", 5);
         const char *t = imap_msginfo_body(d->mi, FALSE, &len);
-        g_string_append_len(out, t, (gssize)len);
+        imap_put(out, t, len);
     }
     if (a->items & IMAP_FETCH_BODYSTRUCTURE) {
         item(d, out);
-        g_string_append(out, "BODYSTRUCTURE ");
+        imap_put(out, "BODYSTRUCTURE ", 14);
         const char *t = imap_msginfo_body(d->mi, TRUE, &len);
-        g_string_append_len(out, t, (gssize)len);
+        imap_put(out, t, len);
     }
     return TRUE;
 }
@@ -462,6 +462,11 @@ fetch_work(ImapJob *j)
     if (!d->tmp)
         d->tmp = g_string_new(NULL);
     GString *out = j->out;
+    if (out->allocated_len < CHUNK + CHUNK / 4) { /* room for a round: no regrowing */
+        gsize l = out->len;
+        g_string_set_size(out, CHUNK + CHUNK / 4);
+        g_string_truncate(out, l);
+    }
     while (out->len < CHUNK) {
         gsize budget = CHUNK - out->len;
         if (d->wire_on) {
@@ -474,7 +479,7 @@ fetch_work(ImapJob *j)
         } else if (d->in_msg && d->sec_next < a->n_sections) {
             msg_section(j, d, out);
         } else if (d->in_msg) {
-            g_string_append(out, ")\r\n");
+            imap_put(out, ")\r\n", 3);
             msg_end(d);
         } else if (d->next < d->uids->len) {
             msg_begin(j, d, g_array_index(d->uids, guint32, d->next++), out);

@@ -130,7 +130,7 @@ imap_fmt_u64(GString *out, guint64 v)
         buf[--n] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    g_string_append_len(out, buf + n, (gssize)(sizeof buf - n));
+    imap_put(out, buf + n, sizeof buf - n);
 }
 
 void

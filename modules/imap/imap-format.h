@@ -11,6 +11,7 @@
  *   imap_fmt_mailbox()        UTF-8 name -> wire (mUTF-7 unless UTF-8 mode) astring
  *   imap_fmt_flags()          "(\Seen $Forwarded \*)"; invalid flags are left out
  *   imap_fmt_u64()            a number in decimal (no printf)
+ *   imap_put(), imap_putc()   append to a GString, inline when it has room
  *   imap_fmt_status()         "TAG OK [CODE] text\r\n" ("*" for a NULL tag)
  *   imap_fmt_text()           human text with CR, LF and controls made spaces
  *
@@ -27,6 +28,7 @@
 #define KR_IMAP_FORMAT_H
 
 #include <glib.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -46,6 +48,22 @@ void imap_fmt_flags(GString *out, const char *const *flags, gssize n);
 /* Is this a flag imap_fmt_flags() would send (an atom, or \ + atom)? */
 gboolean imap_fmt_flag_ok(const char *flag);
 void imap_fmt_u64(GString *out, guint64 v);
+
+/* g_string_append_len() without the call when the string has room (the
+ * per-message FETCH output is many small pieces). */
+static inline void
+imap_put(GString *out, const char *s, gsize n)
+{
+    if (out->len + n < out->allocated_len) {
+        memcpy(out->str + out->len, s, n);
+        out->len += n;
+        out->str[out->len] = '\0';
+    } else {
+        g_string_append_len(out, s, (gssize)n);
+    }
+}
+
+#define imap_putc(out, c) g_string_append_c(out, c)
 void imap_fmt_status(GString *out, const char *tag, const char *status, const char *code,
                      const char *text);
 void imap_fmt_text(GString *out, const char *text);

@@ -50,13 +50,13 @@ imap_msg_flags(ImapSession *s, GString *out, const KrMailboxMsg *m)
     /* \Recent only for IMAP4rev1: RFC 9051 removed it */
     guint32 flags = s->rev2 ? m->flags & ~(guint32)KR_FLAG_RECENT : m->flags;
     gboolean first = TRUE;
-    g_string_append_len(out, "FLAGS (", 7);
+    imap_put(out, "FLAGS (", 7);
     for (guint i = 0; flags && i < G_N_ELEMENTS(sys); i++) {
         if (!(flags & sys[i].bit))
             continue;
         if (!first)
-            g_string_append_c(out, ' ');
-        g_string_append_len(out, sys[i].name, (gssize)sys[i].len);
+            imap_putc(out, ' ');
+        imap_put(out, sys[i].name, sys[i].len);
         first = FALSE;
     }
     if (m->keywords) {
@@ -65,12 +65,12 @@ imap_msg_flags(ImapSession *s, GString *out, const KrMailboxMsg *m)
             if (!(m->keywords & (1u << i)) || !imap_fmt_flag_ok(kw[i]))
                 continue;
             if (!first)
-                g_string_append_c(out, ' ');
+                imap_putc(out, ' ');
             g_string_append(out, kw[i]);
             first = FALSE;
         }
     }
-    g_string_append_c(out, ')');
+    imap_putc(out, ')');
 }
 
 guint32

@@ -24,8 +24,10 @@
  *   worker thread (with the session's mailbox to itself), then on the loop
  *   its untagged output, the untagged updates sync() found, and the tagged
  *   reply. A job that produces a lot (FETCH) sets `more`: its output is
- *   written, and work() runs again once the connection's queue is below
- *   LOW_WATER, so a large reply never sits in memory whole.
+ *   queued, and work() runs again at once while the connection's queue is
+ *   below HIGH_WATER (the next part is made while this one is sent), else
+ *   once it has drained below LOW_WATER, so a large reply never sits in
+ *   memory whole.
  *
  *   Literals: the reader checks every announced size against the limits
  *   before anything is allocated; before login the limits are small (no
@@ -41,7 +43,8 @@
 
 #include <string.h>
 
-#define LOW_WATER (256 * 1024)
+#define LOW_WATER  (256 * 1024)
+#define HIGH_WATER (2 * LOW_WATER) /* queued output under which the next part is made at once */
 
 static void process_input(ImapSession *s);
 static void reap(ImapSession *s);
@@ -389,6 +392,12 @@ job_done(gpointer p)
         kr_conn_close(s->conn);
         job_free(j);
         imap_command_done(s);
+        return;
+    }
+    if (j->more && kr_conn_output_pending(s->conn) <= HIGH_WATER) {
+        /* the next part is made while this one is being sent */
+        s->in_job = TRUE;
+        kr_worker_run(job_work, job_done, j);
         return;
     }
     if (j->more) {
