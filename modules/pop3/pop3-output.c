@@ -23,10 +23,11 @@
  *   the loop. "+OK" goes out only once the message could be opened.
  *
  *   Read-ahead: after a RETR, the following messages not marked deleted
- *   (up to RA_COUNT of them, RA_BYTES in all, each at most READAHEAD_MAX)
- *   are read and converted by one worker job while the client takes in
- *   the reply; RETRs of them are then answered at once from memory, also
- *   while the next batch is being read. Commands that need the mailbox
+ *   (each at most READAHEAD_MAX) are read and converted in batches by
+ *   worker jobs while the client takes in the replies, keeping up to
+ *   about RA_QUEUE_BYTES + RA_BATCH_BYTES ready; RETRs of them are
+ *   answered at once from memory, also while the next batch is being
+ *   read. Commands that need the mailbox
  *   meanwhile (another RETR, TOP, QUIT) wait for that job; LIST, UIDL,
  *   STAT, DELE, RSET and NOOP do not (open_content leaves the view alone,
  *   see kr-store.h). Clients download in order, so most RETRs never wait
@@ -248,7 +249,7 @@ job_free(ReadJob *j)
     g_free(j);
 }
 
-static void maybe_read_ahead(Pop3Session *s);
+static void read_ahead_soon(Pop3Session *s);
 
 static void
 read_done(gpointer p)
@@ -304,7 +305,7 @@ read_done(gpointer p)
     }
     pop3_out_free(s);
     if (retr)
-        maybe_read_ahead(s);
+        read_ahead_soon(s);
     pop3_command_done(s);
 }
 
@@ -332,11 +333,13 @@ next_piece(Pop3Session *s)
 
 /* --- read-ahead --------------------------------------------------------------------
  * Messages after the last RETR are read, converted and kept in memory,
- * RA_BYTES or RA_COUNT at a time, by one worker job that runs while the
- * client takes in what was sent; RETRs of them are answered at once. The
- * next batch starts when fewer than RA_LOW messages and RA_BYTES / 2 bytes
- * are left, so that it is normally back before they are gone (a RETR of a
- * message not read yet waits for the whole batch).
+ * RA_BATCH_BYTES or RA_BATCH_COUNT at a time (at least one), by one
+ * worker job that runs while the client takes in what was sent; RETRs of
+ * them are answered at once. The next batch starts as soon as fewer than
+ * RA_QUEUE_COUNT messages and RA_QUEUE_BYTES are ready, so a batch has
+ * a whole batch's worth of RETRs or more to come back in: a RETR of a
+ * message not read yet waits for the whole batch, and the worker thread
+ * may not get a CPU at once on a busy machine.
  *
  * Each is kept as the whole reply ("+OK n octets", the stuffed content,
  * the final "."), in one buffer of its exact size, so a RETR of it is
@@ -345,9 +348,10 @@ next_piece(Pop3Session *s)
  * short read is the whole file when the CRLF size of what was read is
  * that size; any other file is left to RETR itself (which reads to EOF). */
 
-#define RA_BYTES (256 * 1024)
-#define RA_COUNT 64
-#define RA_LOW   32
+#define RA_BATCH_BYTES (128 * 1024)
+#define RA_BATCH_COUNT 32
+#define RA_QUEUE_BYTES (256 * 1024)
+#define RA_QUEUE_COUNT 64
 
 typedef struct {
     guint32 seq;
@@ -485,23 +489,30 @@ ahead_done(gpointer p)
     }
 }
 
+static gboolean
+ahead_due(Pop3Session *s)
+{
+    return !s->in_job && !s->dead && g_queue_get_length(&s->pfq) < RA_QUEUE_COUNT &&
+           s->pf_bytes < RA_QUEUE_BYTES;
+}
+
 static void
 maybe_read_ahead(Pop3Session *s)
 {
-    if (s->in_job || s->dead || g_queue_get_length(&s->pfq) >= RA_LOW ||
-        s->pf_bytes >= RA_BYTES / 2)
+    if (!ahead_due(s))
         return;
     GArray *want = NULL;
     gint64 bytes = 0;
-    for (guint32 seq = s->pf_last + 1; seq <= s->n && (!want || want->len < RA_COUNT); seq++) {
+    for (guint32 seq = s->pf_last + 1; seq <= s->n && (!want || want->len < RA_BATCH_COUNT);
+         seq++) {
         if (pop3_is_deleted(s, seq))
             continue;
         const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
-        if (m->size > READAHEAD_MAX || bytes + m->size > RA_BYTES)
+        if (m->size > READAHEAD_MAX || (want && bytes + m->size > RA_BATCH_BYTES))
             break;
         bytes += m->size;
         if (!want)
-            want = g_array_sized_new(FALSE, FALSE, sizeof(AheadWant), RA_COUNT);
+            want = g_array_sized_new(FALSE, FALSE, sizeof(AheadWant), RA_BATCH_COUNT);
         AheadWant w = {.uid = m->uid, .seq = seq, .size = m->size};
         g_array_append_val(want, w);
     }
@@ -515,6 +526,27 @@ maybe_read_ahead(Pop3Session *s)
     s->in_job = TRUE;
     s->ra_job = TRUE;
     kr_worker_run(ahead_work, ahead_done, j);
+}
+
+static gboolean
+ahead_idle(gpointer p)
+{
+    Pop3Session *s = p;
+    s->ra_idle = 0;
+    maybe_read_ahead(s);
+    return G_SOURCE_REMOVE;
+}
+
+/* Start the next batch, if one is due, on the next turn of the loop, so
+ * that the reply just queued is sent first: waking a worker thread before
+ * the send only delays it, the more so as the worker may take the CPU.
+ * (The priority of the connections: an idle priority could starve behind
+ * a client that pipelines.) */
+static void
+read_ahead_soon(Pop3Session *s)
+{
+    if (!s->ra_idle && ahead_due(s))
+        s->ra_idle = g_idle_add_full(G_PRIORITY_DEFAULT, ahead_idle, s, NULL);
 }
 
 void
@@ -536,7 +568,7 @@ pop3_out_content(Pop3Session *s, guint32 seq, gboolean top, guint lines)
             s->retr_bytes += (gint64)(a->len - a->head);
             s->nretr++;
             ahead_free(a);
-            maybe_read_ahead(s);
+            read_ahead_soon(s);
             return; /* answered: no need to wait */
         }
         if (g_queue_is_empty(&s->pfq) && !s->ra_job)

@@ -66,6 +66,8 @@ session_free(Pop3Session *s)
 {
     pop3_out_free(s);
     pop3_out_drop_ahead(s);
+    if (s->ra_idle)
+        g_source_remove(s->ra_idle);
     if (s->user)
         memset(s->user, 0, strlen(s->user));
     g_free(s->user);

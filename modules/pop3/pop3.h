@@ -78,6 +78,7 @@ typedef struct {
     Pop3Out *out;      /* multi-line reply in progress */
     GQueue pfq;        /* read-ahead: Pop3Ahead, ascending seq */
     gsize pf_bytes;    /* their size */
+    guint ra_idle;     /* the next read-ahead batch starts on the next loop turn */
     guint32 pf_last;   /* last message read ahead (queued or being read) */
     gboolean ra_job;   /* the job in flight is a read-ahead */
     gboolean wait_job; /* a command waits for that job to end */
