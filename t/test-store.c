@@ -17,7 +17,8 @@
  * sizes from ",W=" in file names (trusted only when the file's size
  * agrees; deliveries write it) and views shared between sessions;
  * cached blobs written in batches, read through the read-ahead window,
- * and damaged cache files and records; \Recent across sessions (other
+ * and damaged cache files and records, compaction of the cache file;
+ * \Recent across sessions (other
  * tests mask it out of the flags they compare).
  */
 #include "testlib.h"
@@ -1203,6 +1204,80 @@ test_recent(void)
     ops->close(ro2);
 }
 
+/* The cache file, once mostly garbage (blobs replaced), is compacted
+ * when the index is rewritten: a new generation holding the live blobs
+ * only, the old file gone; every session reads the right blobs after,
+ * also one whose window was on the old file. */
+static void
+test_cache_compact(void)
+{
+    enum { N = 1100 };
+    for (guint i = 0; i < N; i++) {
+        g_autofree char *name = g_strdup_printf("%u.M%u.host:2,", 6000 + i, i);
+        put_file("cmp", NULL, "cur", name, "Subject: c\n\nc\n");
+    }
+    KrMailbox *a = open_mb("cmp", NULL, 0);
+    KrMailbox *b = open_mb("cmp", NULL, 0);
+    GError *err = NULL;
+    char pad[1024];
+    memset(pad, 'p', sizeof pad);
+    g_autofree char *home = home_of("cmp", NULL);
+    g_autoptr(GDir) d = g_dir_open(home, 0, NULL);
+    g_autofree char *first = NULL;
+    for (guint round = 1; round <= 3; round++) {
+        for (guint32 uid = 1; uid <= N; uid++) {
+            g_autofree char *t = g_strdup_printf("%u/%u/%.*s", uid, round, 900 + uid % 100, pad);
+            g_autoptr(GBytes) bl = g_bytes_new(t, strlen(t));
+            g_assert_true(ops->cache_set(a, uid, bl, &err));
+        }
+        g_assert_true(ops->sync(a, NULL, &err));
+        g_assert_no_error(err);
+        if (round == 1) {
+            g_autofree char *want1 = g_strdup_printf("1/1/%.*s", 901, pad);
+            assert_blob(b, 1, want1); /* b's window is on this file */
+            g_dir_rewind(d);
+            for (const char *n; (n = g_dir_read_name(d));)
+                if (g_str_has_prefix(n, "kurir-cache."))
+                    first = g_build_filename(home, n, NULL);
+        }
+    }
+    g_assert_nonnull(first);
+    /* a flag change: the index is rewritten if its records outnumber the
+     * messages, and the cache with it (a sync's rescan may have done it
+     * already) */
+    guint32 one = 1;
+    g_assert_true(ops->set_flags(a, &one, 1, KR_FLAGS_ADD, KR_FLAG_SEEN, NULL, 0, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(first, G_FILE_TEST_EXISTS));
+    g_autofree char *after = NULL;
+    guint files = 0;
+    g_dir_rewind(d);
+    for (const char *n; (n = g_dir_read_name(d));)
+        if (g_str_has_prefix(n, "kurir-cache.")) {
+            files++;
+            g_free(after);
+            after = g_build_filename(home, n, NULL);
+        }
+    g_assert_cmpuint(files, ==, 1);
+    struct stat st;
+    g_assert_cmpint(stat(after, &st), ==, 0);
+    g_assert_cmpint(st.st_size, <, 2 * N * 1010); /* 3 rounds written */
+    g_assert_cmpint(st.st_size, >, N * 900);
+    KrMailbox *c = open_mb("cmp", NULL, 0);
+    for (guint32 uid = 1; uid <= N; uid++) {
+        g_autofree char *t = g_strdup_printf("%u/3/%.*s", uid, 900 + uid % 100, pad);
+        assert_blob(b, uid, t);
+        assert_blob(c, uid, t);
+    }
+    g_assert_true(ops->sync(a, NULL, &err));
+    g_assert_no_error(err);
+    g_autofree char *wantn = g_strdup_printf("%u/3/%.*s", N, 900 + N % 100, pad);
+    assert_blob(a, N, wantn);
+    ops->close(a);
+    ops->close(b);
+    ops->close(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1246,6 +1321,7 @@ main(int argc, char **argv)
     g_test_add_func("/store/shared-view", test_shared_view);
     g_test_add_func("/store/cache-blobs", test_cache_blobs);
     g_test_add_func("/store/recent", test_recent);
+    g_test_add_func("/store/cache-compact", test_cache_compact);
     int rc = g_test_run();
     kr_shutdown_modules();
     return rc;

@@ -13,6 +13,10 @@
  *                                          store (NULL: remove), batched
  *   md_cache_flush(c, f, fds, error)       write the pending batch
  *   md_cache_forget_file(c)                close the file, drop the window
+ *   md_cache_compact(idx, dirfd, old_gen_r)
+ *                                          copy the live blobs to a new
+ *                                          generation's file (index
+ *                                          compaction calls it)
  *
  * DESCRIPTION
  *   Blobs live in kurir-cache.CACHEGEN in the folder, appended at its
@@ -40,6 +44,16 @@
  *   Queued UIDs belong to the UIDVALIDITY they were set under; if the
  *   index was rebuilt meanwhile, the batch is dropped.
  *
+ *   Compaction: blobs replaced, and those of expunged messages, stay in
+ *   the file as garbage. When the index is rewritten whole
+ *   (md_index_maybe_compact) and the file is over half garbage (and the
+ *   garbage over COMPACT_MIN), the live blobs are copied into
+ *   kurir-cache.<CACHEGEN + 1> (fdatasync'd), the index written with the
+ *   new CACHEGEN and offsets, and then the old file removed. A session
+ *   that has the old file open sees the new CACHEGEN at its next read
+ *   and reopens; one in another process with the old index still loaded
+ *   reads the old file (open: still there for it) or misses.
+ *
  *   Everything read from the cache file is untrusted: lengths are
  *   bounded (MD_CACHE_BLOB_MAX), and a short read is a miss, never an
  *   error or a crash. The caller checks the blob's content.
@@ -56,6 +70,7 @@
 #define WIN_MAX       (256 * 1024)
 #define PENDING_MAX   512
 #define PENDING_BYTES (1024 * 1024)
+#define COMPACT_MIN   (1024 * 1024) /* garbage worth a compaction */
 
 typedef struct {
     guint32 uid;
@@ -311,5 +326,92 @@ md_cache_set(MdCache *c, MdFolder *f, const MaildirFds *fds, guint32 uidvalidity
     c->pending_bytes += len;
     if (c->pending->len >= PENDING_MAX || c->pending_bytes >= PENDING_BYTES)
         return md_cache_flush(c, f, fds, error);
+    return TRUE;
+}
+
+/* --- compaction ------------------------------------------------------------ */
+
+gboolean
+md_cache_compact(MdIndex *idx, int dirfd, guint32 *old_gen_r)
+{
+    char name[sizeof MD_CACHE_PREFIX + 12];
+    g_snprintf(name, sizeof name, "%s%u", MD_CACHE_PREFIX, idx->cache_gen);
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0)
+        return FALSE;
+    guint64 live = 0;
+    for (guint i = 0; i < idx->entries->len; i++) {
+        const MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
+        if (e->cache_off >= 0)
+            live += e->cache_len;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (guint64)st.st_size <= 2 * live ||
+        (guint64)st.st_size - live < COMPACT_MIN) {
+        close(fd);
+        return FALSE;
+    }
+    guint32 gen = idx->cache_gen + 1;
+    char nname[sizeof MD_CACHE_PREFIX + 12];
+    g_snprintf(nname, sizeof nname, "%s%u", MD_CACHE_PREFIX, gen);
+    int nfd = openat(dirfd, nname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (nfd < 0) {
+        close(fd);
+        return FALSE;
+    }
+    /* New offsets (-1: blob unreadable, dropped), applied only if all
+     * went well. */
+    gint64 *offs = g_new(gint64, idx->entries->len ? idx->entries->len : 1);
+    GByteArray *buf = g_byte_array_sized_new(PENDING_BYTES + MD_CACHE_BLOB_MAX / 16);
+    gint64 out = 0;
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i <= idx->entries->len; i++) {
+        gboolean last = i == idx->entries->len;
+        if (!last) {
+            const MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
+            offs[i] = -1;
+            if (e->cache_off < 0 || e->cache_len == 0 || e->cache_len > MD_CACHE_BLOB_MAX ||
+                e->cache_off > st.st_size - (gint64)e->cache_len)
+                continue;
+            guint at = buf->len;
+            g_byte_array_set_size(buf, at + e->cache_len);
+            if (pread_full(fd, (char *)buf->data + at, e->cache_len, e->cache_off) !=
+                (gssize)e->cache_len) {
+                g_byte_array_set_size(buf, at);
+                continue;
+            }
+            offs[i] = out + at;
+        }
+        if (buf->len > 0 && (last || buf->len >= PENDING_BYTES)) {
+            for (gsize done = 0; ok && done < buf->len;) {
+                ssize_t n = write(nfd, buf->data + done, buf->len - done);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                ok = n > 0;
+                done += ok ? (gsize)n : 0;
+            }
+            out += buf->len;
+            g_byte_array_set_size(buf, 0);
+        }
+    }
+    /* The index about to point here must not outlive the data. */
+    ok = ok && fdatasync(nfd) == 0;
+    close(nfd);
+    close(fd);
+    g_byte_array_unref(buf);
+    if (!ok) {
+        unlinkat(dirfd, nname, 0);
+        g_free(offs);
+        return FALSE;
+    }
+    for (guint i = 0; i < idx->entries->len; i++) {
+        MdEntry *e = &g_array_index(idx->entries, MdEntry, i);
+        e->cache_off = offs[i];
+        if (offs[i] < 0)
+            e->cache_len = 0;
+    }
+    g_free(offs);
+    *old_gen_r = idx->cache_gen;
+    idx->cache_gen = gen;
     return TRUE;
 }

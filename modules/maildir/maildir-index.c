@@ -824,7 +824,25 @@ md_index_maybe_compact(MdIndex *idx, int dirfd, GError **error)
 {
     if (idx->records < 1024 || idx->records < idx->entries->len)
         return TRUE;
-    return md_index_write_full(idx, dirfd, error);
+    guint32 old_gen = 0;
+    gboolean moved = md_cache_compact(idx, dirfd, &old_gen);
+    char name[sizeof MD_CACHE_PREFIX + 12];
+    if (!md_index_write_full(idx, dirfd, error)) {
+        if (moved) {
+            /* The file still names the old generation: drop the new one,
+             * and make the next refresh read the file again. */
+            g_snprintf(name, sizeof name, "%s%u", MD_CACHE_PREFIX, idx->cache_gen);
+            unlinkat(dirfd, name, 0);
+            idx->cache_gen = old_gen;
+            idx->loaded = FALSE;
+        }
+        return FALSE;
+    }
+    if (moved) {
+        g_snprintf(name, sizeof name, "%s%u", MD_CACHE_PREFIX, old_gen);
+        unlinkat(dirfd, name, 0);
+    }
+    return TRUE;
 }
 
 /* --- the writers' lock ------------------------------------------------------ */

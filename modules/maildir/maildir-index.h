@@ -117,8 +117,14 @@ gboolean md_index_commit(MdIndex *idx, int dirfd, MdTxn *txn, GError **error);
 void md_index_apply_txn(MdIndex *idx, MdTxn *txn);
 /* Write the whole index to a new file and rename it in place. */
 gboolean md_index_write_full(MdIndex *idx, int dirfd, GError **error);
-/* Compact when the appended records outnumber the messages. */
+/* Compact when the appended records outnumber the messages (and the
+ * cache file, if mostly garbage: md_cache_compact). */
 gboolean md_index_maybe_compact(MdIndex *idx, int dirfd, GError **error);
+/* maildir-cache.c: under the lock, index fresh: if the cache file is
+ * mostly garbage, copy the live blobs into generation cache_gen + 1 and
+ * point idx there (TRUE, *old_gen_r set); the caller writes the whole
+ * index next. */
+gboolean md_cache_compact(MdIndex *idx, int dirfd, guint32 *old_gen_r);
 
 int md_index_lock(int dirfd, GError **error);
 void md_index_unlock(int fd);
