@@ -22,11 +22,18 @@
  *   100,000-message mailbox nor a FETCH asking for the same 50 MB
  *   attachment ten times ever sits in memory whole.
  *
+ *   FLAGS carry \Recent for IMAP4rev1 sessions (imap_msg_flags);
+ *   INTERNALDATE is shown in the server's local zone (TZ, DST included),
+ *   as Dovecot does. Messages are found by walking the view in sequence
+ *   (the set's UIDs ascend), a binary search only when that misses, and
+ *   the per-message text is appended inline (imap_put, imap_fmt_u64).
+ *
  *   The whole message (BODY[], RFC822, with or without <partial>) is read
  *   straight from the stored file with bare LFs made CRLF and needs no
  *   MIME parsing (its size is the store's RFC822.SIZE). Everything
  *   structural goes through imap-cmd-fetch-body.c (ENVELOPE/BODYSTRUCTURE
- *   cached in the store's per-message blob; sections from the part table).
+ *   cached in the store's per-message blob; sections from the part table;
+ *   ENVELOPE alone needs only the header parsed).
  *
  *   A message expunged by someone else meanwhile is left out and the
  *   command ends NO [EXPUNGEISSUED]. Once a message's response has begun,
