@@ -349,6 +349,27 @@ with Kurird(config=pop3_config()) as k:
     tap.eq(bad, [], "changed files: every RETR sends the file as it is now, in order")
     tap.ok(c.cmd("QUIT").startswith("+OK"), "changed files: QUIT")
     c.close()
+    # QUIT right behind RETRs, in one write: the read-ahead they start must
+    # not outlive the mailbox (the server stays up and serves the next one)
+    for rounds in range(3):
+        c = Raw(k.port("pop3"))
+        c.send("USER fay\r\nPASS fay-pw\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n")
+        rs = [c.line(), c.line()]
+        bodies = []
+        for i in range(3):
+            rs.append(c.line())
+            bodies.append(c.raw_multi())
+        rs.append(c.line())
+        c.close()
+        if bodies != [wire(m) for m in msgs[:3]]:
+            rs.append("bodies differ")
+        if not all(r.startswith("+OK") for r in rs):
+            break
+    tap.ok(rounds == 2 and all(r.startswith("+OK") for r in rs),
+           "RETR, RETR, RETR, QUIT pipelined: answered, three times over", rs)
+    p = pop(k, "fay", "fay-pw")
+    tap.eq(p.stat()[0], 12, "and the next session is served")
+    p.quit()
 
 # --- per-address limit on failed logins ---------------------------------------
 with Kurird(config=pop3_config(auth_fail_limit=3)) as k:

@@ -492,8 +492,9 @@ ahead_done(gpointer p)
 static gboolean
 ahead_due(Pop3Session *s)
 {
-    return !s->in_job && !s->dead && g_queue_get_length(&s->pfq) < RA_QUEUE_COUNT &&
-           s->pf_bytes < RA_QUEUE_BYTES;
+    /* (the state: QUIT may have closed the mailbox before an idle call) */
+    return !s->in_job && !s->dead && s->state == POP3_ST_TRANS && s->mb &&
+           g_queue_get_length(&s->pfq) < RA_QUEUE_COUNT && s->pf_bytes < RA_QUEUE_BYTES;
 }
 
 static void
