@@ -254,7 +254,8 @@ fail_later(Pop3Session *s)
         delayed_fail(s);
         return;
     }
-    s->timer = g_timeout_add_seconds(delay, delayed_fail, s);
+    /* milliseconds: g_timeout_add_seconds() may fire up to a second early */
+    s->timer = g_timeout_add(MIN(delay, G_MAXUINT / 1000) * 1000, delayed_fail, s);
 }
 
 static void
