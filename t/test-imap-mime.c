@@ -1277,7 +1277,7 @@ envelope_only_case(const char *dir, const char *name, GBytes *b)
     g_assert_true(imap_mime_cache_text(full, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &tl));
     /* every truncation of the envelope-only blob is refused, none crashes */
     const guchar *bp = g_bytes_get_data(blob, &len);
-    for (gsize cut = 0; cut < len; cut++) {
+    for (gsize cut = 0; cut < len; cut += cut < 64 || cut + 64 > len ? 1 : 97) {
         g_autoptr(GBytes) tb = g_bytes_new(bp, cut);
         g_assert_false(imap_mime_cache_text(tb, IMAP_MIME_CACHE_ENVELOPE, &t, &tl));
         g_assert_null(imap_mime_cache_load(tb, NULL));
@@ -1307,6 +1307,22 @@ test_envelope_only(void)
                                ends[e]);
         g_autoptr(GBytes) b = g_string_free_to_bytes(s);
         envelope_only_case(dir, "long header", b);
+    }
+    /* header ends and long lines around the window sizes (8 KiB, doubled up
+     * to 64 KiB): the fd parse cuts exactly where the full parse cuts */
+    const gsize sublens[] = {10, 8000, 9000, 17000, 40000, 65530, 65540, 70000};
+    for (guint i = 0; i < G_N_ELEMENTS(sublens); i++) {
+        for (gsize pad = 8180; pad < 8200; pad += 3) {
+            GString *s = g_string_new("From: c@d.example\n");
+            while (s->len < pad - 8)
+                g_string_append(s, "X-P: y\n");
+            g_string_append(s, "Subject: ");
+            for (gsize k = 0; k < sublens[i]; k++)
+                g_string_append_c(s, (char)('A' + k % 26));
+            g_string_append(s, "\nTo: e@f.example\n\nbody\n");
+            g_autoptr(GBytes) b = g_string_free_to_bytes(s);
+            envelope_only_case(dir, "window edges", b);
+        }
     }
     const char *const small[] = {"", "Subject: x", "Subject: x\n", "\nbody\n",
                                  "Subject: y\r\nFrom: c@d\r\n\r\n"};

@@ -255,20 +255,21 @@ rd_line(Reader *r, guint64 off, Line *l)
     const guchar *s = r->buf + (off - r->buf_off);
     gsize rem = r->buf_len - (gsize)(off - r->buf_off);
     const guchar *nl = memchr(s, '\n', rem);
-    if (!nl && r->cap < RD_BUF && r->buf_off + r->buf_len < r->size) {
-        /* a small window (header-only parse) does not hold the line: the
-         * full window from here, so long lines are cut as a full parse cuts them */
-        r->cap = RD_BUF;
-        if (!rd_fill(r, off))
-            return FALSE;
-        return rd_line(r, off, l);
-    }
     if (!nl && off != r->buf_off && r->buf_off + r->buf_len < r->size) {
         if (!rd_fill(r, off))
             return FALSE;
         s = r->buf;
         rem = r->buf_len;
         nl = memchr(s, '\n', rem);
+    }
+    if (!nl && r->cap < RD_BUF && r->buf_off + r->buf_len < r->size) {
+        /* a small window (header-only parse) that starts at the line does
+         * not hold it: twice the window, up to the full one, so long lines
+         * are cut as a full parse cuts them */
+        r->cap = MIN(r->cap * 2, (gsize)RD_BUF);
+        if (!rd_fill(r, off))
+            return FALSE;
+        return rd_line(r, off, l);
     }
     if (nl || r->buf_off + r->buf_len >= r->size) {
         l->len = nl ? (guint64)(nl - s + 1) : rem;
