@@ -25,9 +25,9 @@
  *   Read-ahead: after a RETR, the following messages not marked deleted
  *   (each at most READAHEAD_MAX) are read and converted in batches by
  *   worker jobs while the client takes in the replies, keeping up to
- *   about RA_QUEUE_BYTES + RA_BATCH_BYTES ready; RETRs of them are
- *   answered at once from memory, also while the next batch is being
- *   read. Commands that need the mailbox
+ *   about RA_QUEUE_BYTES + RA_BATCH_BYTES ready, each as its whole reply;
+ *   RETRs of them are answered at once from memory with one write, also
+ *   while the next batch is being read. Commands that need the mailbox
  *   meanwhile (another RETR, TOP, QUIT) wait for that job; LIST, UIDL,
  *   STAT, DELE, RSET and NOOP do not (open_content leaves the view alone,
  *   see kr-store.h). Clients download in order, so most RETRs never wait
