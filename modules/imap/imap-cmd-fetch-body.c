@@ -57,6 +57,8 @@ need_fd(ImapSession *s, guint32 uid, int *fd, GError **error)
 struct ImapMsgInfo {
     ImapMimeMessage *mime; /* NULL: texts straight from blob */
     GBytes *blob;
+    const char *text[3]; /* ... found there once (ImapMimeCacheText order) */
+    gsize len[3];
 };
 
 static ImapMimeMessage *
@@ -74,17 +76,15 @@ parse_and_cache(ImapSession *s, guint32 uid, int fd, GError **error)
     return mime;
 }
 
-/* Does the blob's prefix give the texts asked for? */
+/* Does the blob's prefix give the texts asked for? They are noted in mi. */
 static gboolean
-texts_ok(GBytes *blob, ImapMsgNeed need)
+texts_ok(ImapMsgInfo *mi, GBytes *blob, ImapMsgNeed need)
 {
-    const char *t;
-    gsize l;
-    if (!imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &t, &l))
+    if (!imap_mime_cache_text(blob, IMAP_MIME_CACHE_ENVELOPE, &mi->text[0], &mi->len[0]))
         return FALSE;
     return need == IMAP_MI_ENVELOPE ||
-           (imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &t, &l) &&
-            imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &t, &l));
+           (imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODY, &mi->text[1], &mi->len[1]) &&
+            imap_mime_cache_text(blob, IMAP_MIME_CACHE_BODYSTRUCTURE, &mi->text[2], &mi->len[2]));
 }
 
 /* Header-only parse: an envelope-only blob, cached (NULL on error). */
@@ -109,11 +109,12 @@ imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, ImapMsgNeed need, GError 
     GBytes *blob = NULL;
     ImapMimeMessage *mime = NULL;
     if (imap_g.ops->cache_get(s->mb, uid, &blob, NULL) && blob) {
-        if (need != IMAP_MI_FULL && texts_ok(blob, need)) {
-            ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
+        ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
+        if (need != IMAP_MI_FULL && texts_ok(mi, blob, need)) {
             mi->blob = blob;
             return mi;
         }
+        g_free(mi);
         /* an envelope-only blob does not load: parsed in full below (upgrade) */
         mime = imap_mime_cache_load(blob, NULL);
         g_bytes_unref(blob);
@@ -127,6 +128,11 @@ imap_msginfo_get(ImapSession *s, guint32 uid, int *fd, ImapMsgNeed need, GError 
                 return NULL;
             ImapMsgInfo *mi = g_new0(ImapMsgInfo, 1);
             mi->blob = blob;
+            if (!texts_ok(mi, blob, IMAP_MI_ENVELOPE)) { /* cannot be: built just now */
+                imap_msginfo_free(mi);
+                g_set_error_literal(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "no ENVELOPE");
+                return NULL;
+            }
             return mi;
         }
         mime = parse_and_cache(s, uid, *fd, error);
@@ -154,9 +160,9 @@ text_of(const ImapMsgInfo *mi, ImapMimeCacheText which, gsize *len)
 {
     const char *t = NULL;
     if (!mi->mime) {
-        if (!imap_mime_cache_text(mi->blob, which, &t, len))
-            g_assert_not_reached(); /* checked by texts_ok() for what was asked */
-        return t;
+        g_assert(mi->text[which]); /* found by texts_ok() for what was asked */
+        *len = mi->len[which];
+        return mi->text[which];
     }
     t = which == IMAP_MIME_CACHE_ENVELOPE ? imap_mime_envelope(mi->mime)
         : which == IMAP_MIME_CACHE_BODY   ? imap_mime_body(mi->mime)
