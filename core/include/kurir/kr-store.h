@@ -301,7 +301,11 @@ typedef struct KrMailboxOps {
     /* (blocking) The message's cached blob: *blob_r is NULL when none is
      * stored (or the message is gone). */
     gboolean (*cache_get)(KrMailbox *mb, guint32 uid, GBytes **blob_r, GError **error);
-    /* (blocking) Store (replace) the message's blob; NULL removes it. */
+    /* (blocking) Store (replace) the message's blob; NULL removes it.
+     * The store may keep a reference to blob (GBytes are immutable) and
+     * write it later, at the latest when the session next calls sync,
+     * set_flags, expunge, copy or close: cache_get on this session sees
+     * it at once, other sessions once it is written. */
     gboolean (*cache_set)(KrMailbox *mb, guint32 uid, GBytes *blob, GError **error);
 
     /* (fast, any thread) A number that moves on every change to the folder
