@@ -70,6 +70,9 @@ typedef struct {
     gboolean body_done;
     gboolean env_tried, env_ok;
     GString *scratch; /* the fast path's address text (one per SEARCH) */
+    const char *nd;   /* the last needle seen, its length, all ASCII? */
+    gsize nd_len;
+    gboolean nd_ascii;
     GBytes *env_hold; /* holds the ENVELOPE text: */
     const char *env_text;
     gsize env_len;
@@ -427,6 +430,13 @@ env_get(Ctx *c, int idx, const char **out)
 /* Skip an nstring without copying it; *p_r and *len_r: its octets as they
  * stand (a quoted string's still escaped, without the quotes), *esc_r:
  * a backslash in it. FALSE: not an nstring. NIL gives *p_r NULL. */
+static inline gboolean
+is_nil(const Env *e)
+{
+    return e->end - e->p >= 3 && (e->p[0] | 0x20) == 'n' && (e->p[1] | 0x20) == 'i' &&
+           (e->p[2] | 0x20) == 'l';
+}
+
 static gboolean
 env_skip_nstring(Env *e, const char **p_r, gsize *len_r, gboolean *esc_r)
 {
@@ -434,12 +444,19 @@ env_skip_nstring(Env *e, const char **p_r, gsize *len_r, gboolean *esc_r)
     *p_r = NULL;
     *len_r = 0;
     *esc_r = FALSE;
-    if (e->end - e->p >= 3 && g_ascii_strncasecmp(e->p, "NIL", 3) == 0) {
+    if (is_nil(e)) {
         e->p += 3;
         return TRUE;
     }
     if (e->p < e->end && *e->p == '"') {
         const char *start = ++e->p;
+        const char *q = memchr(start, '"', (gsize)(e->end - start));
+        if (q && !memchr(start, '\\', (gsize)(q - start))) { /* the usual case: no escapes */
+            *p_r = start;
+            *len_r = (gsize)(q - start);
+            e->p = q + 1;
+            return TRUE;
+        }
         for (; e->p < e->end && *e->p != '"'; e->p++) {
             if (*e->p == '\\' && e->p + 1 < e->end) {
                 *esc_r = TRUE;
@@ -699,7 +716,12 @@ header_has(Ctx *c, int ef, const char *field, const char *str)
 {
     const char *ev;
     gboolean hit;
-    if (ef >= 0 && *str && is_ascii(str) && env_fast(c, ef, str, strlen(str), &hit))
+    if (str != c->nd) { /* the same needle for every message: measured once */
+        c->nd = str;
+        c->nd_len = strlen(str);
+        c->nd_ascii = is_ascii(str);
+    }
+    if (ef >= 0 && c->nd_len && c->nd_ascii && env_fast(c, ef, str, c->nd_len, &hit))
         return hit;
     if (ef >= 0 && env_get(c, ef, &ev))
         return ev && has_text(ev, str);
