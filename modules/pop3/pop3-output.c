@@ -337,9 +337,13 @@ next_piece(Pop3Session *s)
  * worker job that runs while the client takes in what was sent; RETRs of
  * them are answered at once. The next batch starts as soon as fewer than
  * RA_QUEUE_COUNT messages and RA_QUEUE_BYTES are ready, so a batch has
- * a whole batch's worth of RETRs or more to come back in: a RETR of a
- * message not read yet waits for the whole batch, and the worker thread
- * may not get a CPU at once on a busy machine.
+ * a good many RETRs to come back in: a RETR of a message not read yet
+ * waits for the whole batch, and the worker thread may not get a CPU at
+ * once on a busy machine. Batches are large because each one costs the
+ * loop some wakeups and, on a busy machine, a stall of a RETR or so.
+ * The first batch (nothing ready) is small: a RETR is waiting for it.
+ * A downloading session thus holds up to about RA_QUEUE_BYTES +
+ * RA_BATCH_BYTES (plus CRs and dots) in memory.
  *
  * Each is kept as the whole reply ("+OK n octets", the stuffed content,
  * the final "."), in one buffer of its exact size, so a RETR of it is
@@ -348,10 +352,12 @@ next_piece(Pop3Session *s)
  * short read is the whole file when the CRLF size of what was read is
  * that size; any other file is left to RETR itself (which reads to EOF). */
 
-#define RA_BATCH_BYTES (128 * 1024)
-#define RA_BATCH_COUNT 32
+#define RA_BATCH_BYTES (512 * 1024)
+#define RA_BATCH_COUNT 128
 #define RA_QUEUE_BYTES (256 * 1024)
 #define RA_QUEUE_COUNT 64
+#define RA_FIRST_BYTES (64 * 1024)
+#define RA_FIRST_COUNT 16
 
 typedef struct {
     guint32 seq;
@@ -502,18 +508,20 @@ maybe_read_ahead(Pop3Session *s)
 {
     if (!ahead_due(s))
         return;
+    gboolean first = g_queue_is_empty(&s->pfq);
+    guint max_count = first ? RA_FIRST_COUNT : RA_BATCH_COUNT;
+    gint64 max_bytes = first ? RA_FIRST_BYTES : RA_BATCH_BYTES;
     GArray *want = NULL;
     gint64 bytes = 0;
-    for (guint32 seq = s->pf_last + 1; seq <= s->n && (!want || want->len < RA_BATCH_COUNT);
-         seq++) {
+    for (guint32 seq = s->pf_last + 1; seq <= s->n && (!want || want->len < max_count); seq++) {
         if (pop3_is_deleted(s, seq))
             continue;
         const KrMailboxMsg *m = pop3_g.ops->msg(s->mb, seq);
-        if (m->size > READAHEAD_MAX || (want && bytes + m->size > RA_BATCH_BYTES))
+        if (m->size > READAHEAD_MAX || (want && bytes + m->size > max_bytes))
             break;
         bytes += m->size;
         if (!want)
-            want = g_array_sized_new(FALSE, FALSE, sizeof(AheadWant), RA_BATCH_COUNT);
+            want = g_array_sized_new(FALSE, FALSE, sizeof(AheadWant), max_count);
         AheadWant w = {.uid = m->uid, .seq = seq, .size = m->size};
         g_array_append_val(want, w);
     }
