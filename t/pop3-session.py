@@ -11,8 +11,11 @@
 # second session; mail delivered during a session appears in the next
 # one; a message removed behind the session's back; UIDL stable across
 # sessions and after a restart; pipelined commands; long lines, unknown
-# commands, commands in the wrong state, too many bad commands; the
-# per-address limit on failed logins.
+# commands, commands in the wrong state, too many bad commands; 70 RETRs
+# pipelined against the read-ahead, interleaved with DELE/LIST/TOP/UIDL;
+# files changed in place after the login (read to their end, not to the
+# indexed size); QUIT in the same write as RETRs; the per-address limit
+# on failed logins.
 import os
 import poplib
 import sys
