@@ -19,6 +19,7 @@
 #include "imap/imap-parse.h"
 #include "imap/imap-seqset.h"
 #include <string.h>
+#include <time.h>
 
 #define S(lit) (lit), (sizeof(lit) - 1)
 
@@ -1229,6 +1230,20 @@ test_dates(void)
     g_assert_true(imap_datetime_parse(o->str + 1, o->len - 2, &t, &tz));
     g_assert_cmpint(t, ==, 1700000000);
     g_assert_cmpint(tz, ==, -150);
+    /* the server's zone from TZ, DST included */
+    g_setenv("TZ", "XXX-5:30", TRUE);
+    tzset();
+    g_assert_cmpint(imap_local_tz(1795680665), ==, 330);
+    g_setenv("TZ", "EST5EDT,M3.2.0,M11.1.0", TRUE);
+    tzset();
+    g_assert_cmpint(imap_local_tz(1767600000), ==, -300); /* 2026-01-05 */
+    g_assert_cmpint(imap_local_tz(1783684800), ==, -240); /* 2026-07-10 */
+    g_setenv("TZ", "UTC", TRUE);
+    tzset();
+    g_assert_cmpint(imap_local_tz(1795680665), ==, 0);
+    g_string_truncate(o, 0);
+    imap_datetime_format(o, 1783684800, -240);
+    g_assert_cmpstr(o->str, ==, "\"10-Jul-2026 08:00:00 -0400\"");
 }
 
 /* ---- formatter ---- */

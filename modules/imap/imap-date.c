@@ -151,7 +151,28 @@ imap_datetime_format(GString *out, gint64 t, int tz)
         y = 1970, m = 1, d = 1, secs = 0, tz = 0;
     }
     int atz = tz < 0 ? -tz : tz;
-    g_string_append_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", d, months[m - 1], y,
-                           (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
-                           tz < 0 ? '-' : '+', atz / 60, atz % 60);
+    /* "dd-Mon-yyyy hh:mm:ss +zzzz" by hand: FETCH 1:* INTERNALDATE does
+     * this per message */
+    char b[29];
+#define D2(at, v) (b[at] = (char)('0' + (v) / 10 % 10), b[(at) + 1] = (char)('0' + (v) % 10))
+    b[0] = '"';
+    D2(1, d);
+    b[3] = '-';
+    memcpy(b + 4, months[m - 1], 3);
+    b[7] = '-';
+    D2(8, y / 100);
+    D2(10, y % 100);
+    b[12] = ' ';
+    D2(13, (int)(secs / 3600));
+    b[15] = ':';
+    D2(16, (int)(secs / 60 % 60));
+    b[18] = ':';
+    D2(19, (int)(secs % 60));
+    b[21] = ' ';
+    b[22] = tz < 0 ? '-' : '+';
+    D2(23, atz / 60);
+    D2(25, atz % 60);
+    b[27] = '"';
+#undef D2
+    g_string_append_len(out, b, 28);
 }
