@@ -1025,6 +1025,19 @@ test_cache_blobs(void)
     g_clear_error(&err);
     g_autofree char *t6 = blob_text(6, 1);
     assert_blob(a, 6, t6);
+    /* release(): queued blobs written (another session sees them), the
+     * session stays usable and reads them back */
+    g_autofree char *r6 = blob_text(6, 7);
+    g_autoptr(GBytes) rb6 = g_bytes_new(r6, strlen(r6));
+    g_assert_true(ops->cache_set(a, 6, rb6, &err));
+    KrMailbox *rd = open_mb("cb", NULL, 0);
+    g_autofree char *r6old = blob_text(6, 1);
+    assert_blob(rd, 6, r6old);
+    ops->release(a);
+    g_assert_true(ops->sync(rd, NULL, &err));
+    assert_blob(rd, 6, r6);
+    assert_blob(a, 6, r6);
+    ops->close(rd);
 
     /* damage: the cache file cut in half, absurd records in the index */
     g_autofree char *home = home_of("cb", NULL);
@@ -1108,7 +1121,11 @@ test_recent(void)
     put_file("rcn", NULL, "cur", "5000.A.host:2,", "Subject: a\n\na\n");
     put_file("rcn", NULL, "cur", "5001.B.host:2,S", "Subject: b\n\nb\n");
     KrMailbox *ro = open_mb("rcn", NULL, KR_MAILBOX_READONLY);
-    g_assert_cmpuint(count_recent(ro), ==, 2); /* seen, not claimed */
+    g_assert_cmpuint(count_recent(ro), ==, 2);                   /* seen, not claimed */
+    KrMailbox *pop = open_mb("rcn", NULL, KR_MAILBOX_NO_RECENT); /* POP3: the same */
+    g_assert_cmpuint(count_recent(pop), ==, 2);
+    g_assert_false(ops->readonly(pop));
+    ops->close(pop);
     KrMailbox *a = open_mb("rcn", NULL, 0);
     g_assert_cmpuint(count_recent(a), ==, 2);
     g_assert_cmpuint(ops->msg(a, 2)->flags, ==, KR_FLAG_SEEN | KR_FLAG_RECENT);

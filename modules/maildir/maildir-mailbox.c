@@ -28,7 +28,8 @@
  *   records). open() and sync() of a session that may write claim
  *   [that, UIDNEXT) under the index lock and set KR_FLAG_RECENT on those
  *   messages in the session's own view, where it stays for the session's
- *   life; a read-only session marks the unclaimed ones without claiming.
+ *   life; a read-only session (and one opened KR_MAILBOX_NO_RECENT,
+ *   POP3) marks the unclaimed ones without claiming.
  *   The shared snapshot never carries the bit.
  *
  *   Cached blobs go through the session's MdCache (maildir-cache.c): its
@@ -275,7 +276,7 @@ claim_recent(KrMailbox *mb, guint32 *lo_r, guint32 *hi_r)
     *lo_r = *hi_r = 0;
     if (idx->recent_uid >= idx->nextuid)
         return;
-    if (mb->flags & KR_MAILBOX_READONLY) {
+    if (mb->flags & (KR_MAILBOX_READONLY | KR_MAILBOX_NO_RECENT)) {
         *lo_r = idx->recent_uid;
         *hi_r = idx->nextuid;
         return;
@@ -1131,6 +1132,13 @@ mb_copy(KrMailbox *mb, const guint32 *uids, guint n, const char *dest, gboolean 
 
 /* --- cached blobs ------------------------------------------------------------------- */
 
+static void
+mb_release(KrMailbox *mb)
+{
+    flush_cache(mb);
+    md_cache_forget_file(&mb->cache);
+}
+
 static gboolean
 mb_cache_get(KrMailbox *mb, guint32 uid, GBytes **blob_r, GError **error)
 {
@@ -1171,4 +1179,5 @@ const KrMailboxOps maildir_mailbox_ops = {
     .cache_set = mb_cache_set,
     .change_counter = mb_change_counter,
     .watch = mb_watch,
+    .release = mb_release,
 };

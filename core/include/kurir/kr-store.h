@@ -193,6 +193,9 @@ enum {
                                     * open of the folder (in any process)
                                     * fails with KR_STORE_ERROR_IN_USE until
                                     * this session is closed */
+    KR_MAILBOX_NO_RECENT = 1 << 2, /* claim no \Recent messages (POP3): the
+                                    * session sees them as a read-only one
+                                    * does, and leaves them to IMAP */
 };
 
 typedef enum {
@@ -316,7 +319,14 @@ typedef struct KrMailboxOps {
      * called after this returns with NULL, or after close(). */
     void (*watch)(KrMailbox *mb, KrMailboxWatchFunc func, gpointer ud);
 
-    void *spare[16];
+    /* (blocking) The session goes quiet: write what cache_set() queued
+     * and let go of read buffers and descriptors kept for cache_get();
+     * the view stays. Call it when a command that used the cache is done
+     * (IMAP: after FETCH and SEARCH), so an idle session holds no more
+     * than its view. Trouble is logged, not returned (a cache). */
+    void (*release)(KrMailbox *mb);
+
+    void *spare[15];
 } KrMailboxOps;
 
 /* The mailbox ops of a KrStore (kr-registry.h), or NULL if it has none. */
