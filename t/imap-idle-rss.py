@@ -3,7 +3,8 @@
 # imap-idle-rss.py - memory of idle IMAP sessions: 1,000 connections logged
 # in with INBOX (50 messages) selected grow kurird's RSS by at most 64 KiB
 # each (reported only, not judged, in sanitizer builds); all still answer
-# NOOP, and 200 of them in IDLE all get EXISTS for one delivery. The same
+# NOOP; after a FETCH and a SEARCH in each they hold at most 8 KiB more
+# each; 200 of them in IDLE all get EXISTS for one delivery. The same
 # bound for 1,000 sessions over implicit TLS.
 import os
 import resource
@@ -129,6 +130,18 @@ with Kurird(config=conf) as k:
         c.s.sendall(b"d NOOP\r\n")
     oks = sum(1 for c in conns if c.until(b"d").startswith(b"d OK"))
     tap.eq(oks, N, "all %d sessions answer NOOP" % N)
+    # a FETCH and a SEARCH in every session, then idle again: what they
+    # read from the store's cache is let go when the command ends
+    before = rss(pid)
+    for c in conns:
+        c.s.sendall(b"f FETCH 1:* (FLAGS ENVELOPE)\r\ng SEARCH SUBJECT nothing\r\n")
+    oks = sum(1 for c in conns if c.until(b"g").startswith(b"g OK"))
+    tap.eq(oks, N, "all %d sessions answer FETCH and SEARCH" % N)
+    time.sleep(0.5)
+    extra = (rss(pid) - before) / N
+    tap.diag("after FETCH + SEARCH: %.1f KiB more RSS per session" % (extra / 1024))
+    tap.ok(extra <= 8 * 1024 or SANITIZED, "idle again after FETCH + SEARCH: %.1f KiB more "
+           "RSS per session (limit 8 KiB)%s" % (extra / 1024, " # SKIP sanitizer build" if SANITIZED else ""))
     idlers = conns[:200]
     for c in idlers:
         c.s.sendall(b"e IDLE\r\n")

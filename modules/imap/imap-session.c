@@ -351,6 +351,11 @@ job_work(gpointer p)
         if (changed)
             imap_sync_updates(s, j->out, &j->bye);
     }
+    /* A command done: what FETCH/SEARCH left queued for the cache is
+     * written and its read buffers dropped, so an idle session holds
+     * only its view. */
+    if (!j->more && s->mb && KR_STORE_HAS_OP(imap_g.ops, release))
+        imap_g.ops->release(s->mb);
 }
 
 static void job_done(gpointer p);
