@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <kurir/kr-file.h>
+#include <kurir/kr-watch.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -129,10 +130,7 @@ aliases_table_changed(const AliasTable *t)
         return t->exists;
     if (!t->exists)
         return TRUE;
-    return st.st_dev != t->st.st_dev || st.st_ino != t->st.st_ino || st.st_size != t->st.st_size ||
-           st.st_mtim.tv_sec != t->st.st_mtim.tv_sec ||
-           st.st_mtim.tv_nsec != t->st.st_mtim.tv_nsec ||
-           st.st_ctim.tv_sec != t->st.st_ctim.tv_sec || st.st_ctim.tv_nsec != t->st.st_ctim.tv_nsec;
+    return !kr_watch_same_file(&st, &t->st);
 }
 
 /* --- errors ------------------------------------------------------------------- */

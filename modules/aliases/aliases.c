@@ -12,7 +12,7 @@
  *   command "aliases"        kurir aliases check [FILE], expand ADDRESS...
  *   service "aliases"        the file is re-read when it changes
  *                            (checked every second, in a worker) and on
- *                            SIGHUP
+ *                            SIGHUP (kurir/kr-watch.h)
  *
  * Module settings (the `aliases` group of kurir.conf), with defaults:
  *   file             "aliases"   aliases file, relative to DATA_DIR; a
@@ -47,8 +47,8 @@
 #include "aliases.h"
 
 #include <gio/gio.h>
+#include <kurir/kr-watch.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 const AliasesConf *aliases_conf;
@@ -82,24 +82,14 @@ static const KrSetting aliases_settings[] = {
 };
 
 static struct {
-    GMutex lock;
-    AliasTable *table;
+    KrWatch *watch; /* file 0: the table */
     AliasPriv default_priv;
-    struct stat bad;
-    gboolean bad_valid;
-    guint timer;
-    gboolean busy, stopping;
-    void (*stop_done)(gpointer token);
-    gpointer stop_token;
 } al;
 
 AliasTable *
 aliases_current(void)
 {
-    g_mutex_lock(&al.lock);
-    AliasTable *t = aliases_table_ref(al.table);
-    g_mutex_unlock(&al.lock);
-    return t;
+    return kr_watch_get(al.watch, 0);
 }
 
 /* --- the expansion context ------------------------------------------------------ */
@@ -240,123 +230,76 @@ static const KrAddressVerifier aliases_verifier = {
     .exists = verifier_exists,
 };
 
-/* --- reloading ------------------------------------------------------------------------ */
+/* --- reloading (kurir/kr-watch.h) ---------------------------------------------------- */
 
-typedef struct {
-    AliasTable *old, *fresh;
-    char *error;
-    struct stat bad;
-    gboolean bad_valid;
-} ReloadOp;
-
-static gboolean
-same_file(const struct stat *a, const struct stat *b)
+static gpointer
+table_load(const char *path, gpointer ud, GError **error)
 {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static void
-reload_work(gpointer p)
-{
-    ReloadOp *op = p;
-    if (!aliases_table_changed(op->old))
-        return;
-    struct stat st;
-    gboolean have = stat(aliases_conf->file, &st) == 0;
-    if (have && op->bad_valid && same_file(&st, &op->bad))
-        return;
-    GError *err = NULL;
-    op->fresh = aliases_table_load(aliases_conf->file, &err);
-    if (!op->fresh) {
-        op->error = g_strdup(err->message);
-        g_error_free(err);
-        op->bad_valid = have;
-        if (have)
-            op->bad = st;
-    }
-}
-
-static void
-reload_done(gpointer p)
-{
-    ReloadOp *op = p;
-    if (op->fresh) {
-        al.bad_valid = FALSE;
-        g_mutex_lock(&al.lock);
-        AliasTable *old = al.table;
-        al.table = op->fresh;
-        g_mutex_unlock(&al.lock);
-        aliases_table_unref(old);
-        if (aliases_table_exists(op->fresh))
-            g_message("aliases file %s reloaded: %u aliases", aliases_conf->file,
-                      aliases_table_size(op->fresh));
-        else
-            g_warning("aliases file %s is gone: only postmaster and MAILER-DAEMON remain",
-                      aliases_conf->file);
-    } else if (op->error) {
-        al.bad = op->bad;
-        al.bad_valid = op->bad_valid;
-        g_warning("aliases file not reloaded, keeping the previous aliases: %s", op->error);
-    }
-    aliases_table_unref(op->old);
-    g_free(op->error);
-    g_free(op);
-    al.busy = FALSE;
-    if (al.stopping && al.stop_done) {
-        void (*done)(gpointer) = al.stop_done;
-        al.stop_done = NULL;
-        done(al.stop_token);
-    }
-}
-
-static void
-reload_kick(void)
-{
-    if (al.busy || al.stopping)
-        return;
-    ReloadOp *op = g_new0(ReloadOp, 1);
-    op->old = aliases_current();
-    op->bad = al.bad;
-    op->bad_valid = al.bad_valid;
-    al.busy = TRUE;
-    kr_worker_run(reload_work, reload_done, op);
+    return aliases_table_load(path, error);
 }
 
 static gboolean
-on_timer(gpointer ud)
+table_changed(gconstpointer t, gpointer ud)
 {
-    reload_kick();
-    return G_SOURCE_CONTINUE;
+    return aliases_table_changed(t);
 }
+
+static gpointer
+table_ref(gpointer t)
+{
+    return aliases_table_ref(t);
+}
+
+static void
+table_unref(gpointer t)
+{
+    aliases_table_unref(t);
+}
+
+static void
+table_reloaded(gpointer t, gpointer ud)
+{
+    if (aliases_table_exists(t))
+        g_message("aliases file %s reloaded: %u aliases", aliases_conf->file,
+                  aliases_table_size(t));
+    else
+        g_warning("aliases file %s is gone: only postmaster and MAILER-DAEMON remain",
+                  aliases_conf->file);
+}
+
+static void
+table_failed(const char *message, gpointer ud)
+{
+    g_warning("aliases file not reloaded, keeping the previous aliases: %s", message);
+}
+
+static const KrWatchFuncs table_funcs = {
+    .struct_size = sizeof(KrWatchFuncs),
+    .load = table_load,
+    .changed = table_changed,
+    .ref = table_ref,
+    .unref = table_unref,
+    .reloaded = table_reloaded,
+    .failed = table_failed,
+};
 
 static gboolean
 svc_start(gpointer self, GError **error)
 {
-    al.timer = g_timeout_add_seconds(1, on_timer, NULL);
+    kr_watch_start(al.watch, 1);
     return TRUE;
 }
 
 static void
 svc_stop(gpointer self, void (*done)(gpointer token), gpointer token)
 {
-    al.stopping = TRUE;
-    if (al.timer)
-        g_source_remove(al.timer);
-    al.timer = 0;
-    if (!al.busy) {
-        done(token);
-        return;
-    }
-    al.stop_done = done;
-    al.stop_token = token;
+    kr_watch_stop(al.watch, done, token);
 }
 
 static void
 svc_reload(gpointer self)
 {
-    reload_kick();
+    kr_watch_check(al.watch);
 }
 
 static const KrService aliases_service = {
@@ -401,11 +344,13 @@ aliases_init(KrModule *mod, GError **error)
         }
     }
     g_autoptr(GError) err = NULL;
-    al.table = aliases_table_load(aliases_conf->file, &err);
-    if (!al.table) {
+    AliasTable *table = aliases_table_load(aliases_conf->file, &err);
+    if (!table) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "aliases file: %s", err->message);
         return FALSE;
     }
+    al.watch = kr_watch_new();
+    kr_watch_add(al.watch, aliases_conf->file, table, &table_funcs, NULL);
     return kr_register_stage(mod, &aliases_stage_type, error) &&
            kr_register_address_verifier(mod, &aliases_verifier, error) &&
            kr_register_command(mod, &aliases_command, error) &&
@@ -415,7 +360,7 @@ aliases_init(KrModule *mod, GError **error)
 static void
 aliases_fini(KrModule *mod)
 {
-    g_clear_pointer(&al.table, aliases_table_unref);
+    g_clear_pointer(&al.watch, kr_watch_free);
     alias_priv_clear(&al.default_priv);
 }
 

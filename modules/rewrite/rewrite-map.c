@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <kurir/kr-file.h>
+#include <kurir/kr-watch.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,10 +36,7 @@ struct RwMap {
     RwMapKind kind;
     GHashTable *entries; /* lowercased key -> Entry */
     gboolean exists;
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
+    struct stat st; /* of the file loaded */
 };
 
 static void
@@ -432,11 +430,7 @@ rw_map_load(const char *path, RwMapKind kind, GError **error)
         g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, all);
         return NULL;
     }
-    m->dev = st.st_dev;
-    m->ino = st.st_ino;
-    m->size = st.st_size;
-    m->mtime = st.st_mtim;
-    m->ctime = st.st_ctim;
+    m->st = st;
     return m;
 }
 
@@ -450,9 +444,7 @@ rw_map_changed(const RwMap *map)
         return map->exists; /* removed (or unreadable): changed if it was there */
     if (!map->exists)
         return TRUE;
-    return st.st_dev != map->dev || st.st_ino != map->ino || st.st_size != map->size ||
-           st.st_mtim.tv_sec != map->mtime.tv_sec || st.st_mtim.tv_nsec != map->mtime.tv_nsec ||
-           st.st_ctim.tv_sec != map->ctime.tv_sec || st.st_ctim.tv_nsec != map->ctime.tv_nsec;
+    return !kr_watch_same_file(&st, &map->st);
 }
 
 /* --- lookups --------------------------------------------------------------- */

@@ -16,6 +16,7 @@
  *   command "resolve"       kurir resolve ADDRESS... : what happens and why
  *   service "rewrite"       maps re-read when their files change (checked
  *                           every second in a worker thread) and on SIGHUP
+ *                           (kurir/kr-watch.h)
  *
  * Module settings (the `rewrite` group of kurir.conf), with defaults:
  *   canonical_map  ""   address map applied first (path, relative to DATA_DIR)
@@ -48,9 +49,9 @@
 #include "rewrite-resolve.h"
 
 #include <gio/gio.h>
+#include <kurir/kr-watch.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sysexits.h>
 
 typedef struct {
@@ -79,14 +80,8 @@ static const RwMapKind map_kinds[M_N] = {RW_MAP_ADDRESS, RW_MAP_ADDRESS, RW_MAP_
 static struct {
     RewriteConf *conf;
     const char *paths[M_N];
-    GMutex lock;
-    RwMap *maps[M_N];     /* NULL: not configured */
-    struct stat bad[M_N]; /* a file that failed to parse (reported once) */
-    gboolean bad_valid[M_N];
-    guint timer;
-    gboolean busy, stopping;
-    void (*stop_done)(gpointer token);
-    gpointer stop_token;
+    KrWatch *watch; /* the configured maps */
+    int slot[M_N];  /* map i is watch file slot[i]; -1: not configured */
 } rw;
 
 /* --- resolving ------------------------------------------------------------ */
@@ -101,10 +96,8 @@ static void
 resolve_steps(const char *address, KrResolution *out, GString *steps)
 {
     RwMap *m[M_N];
-    g_mutex_lock(&rw.lock);
     for (int i = 0; i < M_N; i++)
-        m[i] = rw_map_ref(rw.maps[i]);
-    g_mutex_unlock(&rw.lock);
+        m[i] = rw.slot[i] < 0 ? NULL : kr_watch_get(rw.watch, (guint)rw.slot[i]);
     RwContext ctx = {
         .default_domain = kr_default_domain(),
         .is_local = is_local,
@@ -245,139 +238,77 @@ static const KrCommand resolve_command = {
     .run = resolve_cmd,
 };
 
-/* --- maps: load, watch, reload ----------------------------------------------------- */
+/* --- maps: load, watch, reload (kurir/kr-watch.h) ------------------------------------ */
 
-/* Loaded maps that replace the current ones (NULL: keep). */
-typedef struct {
-    RwMap *old[M_N];
-    RwMap *fresh[M_N];
-    char *errors[M_N];
-    struct stat bad[M_N];
-    gboolean bad_valid[M_N];
-} ReloadOp;
-
-static gboolean
-same_file(const struct stat *a, const struct stat *b)
+/* ud: the map's index (M_*). */
+static gpointer
+map_load(const char *path, gpointer ud, GError **error)
 {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static void
-reload_work(gpointer p)
-{
-    ReloadOp *op = p;
-    for (int i = 0; i < M_N; i++) {
-        if (!op->old[i] || !rw_map_changed(op->old[i]))
-            continue;
-        struct stat st;
-        gboolean have_st = stat(rw.paths[i], &st) == 0;
-        if (have_st && op->bad_valid[i] && same_file(&st, &op->bad[i]))
-            continue; /* still the broken file: reported already */
-        GError *err = NULL;
-        op->fresh[i] = rw_map_load(rw.paths[i], map_kinds[i], &err);
-        if (!op->fresh[i]) {
-            op->errors[i] = g_strdup(err->message);
-            g_error_free(err);
-            op->bad_valid[i] = have_st;
-            if (have_st)
-                op->bad[i] = st;
-        }
-    }
-}
-
-static void
-reload_done(gpointer p)
-{
-    ReloadOp *op = p;
-    for (int i = 0; i < M_N; i++) {
-        if (op->fresh[i]) {
-            rw.bad_valid[i] = FALSE;
-            g_mutex_lock(&rw.lock);
-            RwMap *old = rw.maps[i];
-            rw.maps[i] = op->fresh[i];
-            g_mutex_unlock(&rw.lock);
-            rw_map_unref(old);
-            if (rw_map_exists(op->fresh[i]))
-                g_message("%s %s reloaded: %u entries", map_names[i], rw.paths[i],
-                          rw_map_size(op->fresh[i]));
-            else
-                g_warning("%s %s is gone: the map is empty now", map_names[i], rw.paths[i]);
-        } else if (op->errors[i]) {
-            /* Keep the old map; the broken file is reported once. */
-            rw.bad_valid[i] = op->bad_valid[i];
-            rw.bad[i] = op->bad[i];
-            g_warning("%s not reloaded, keeping the previous map: %s", map_names[i], op->errors[i]);
-        }
-        rw_map_unref(op->old[i]);
-        g_free(op->errors[i]);
-    }
-    g_free(op);
-    rw.busy = FALSE;
-    if (rw.stopping && rw.stop_done) {
-        void (*done)(gpointer) = rw.stop_done;
-        rw.stop_done = NULL;
-        done(rw.stop_token);
-    }
-}
-
-static void
-reload_kick(void)
-{
-    if (rw.busy || rw.stopping)
-        return;
-    ReloadOp *op = g_new0(ReloadOp, 1);
-    gboolean any = FALSE;
-    g_mutex_lock(&rw.lock);
-    for (int i = 0; i < M_N; i++) {
-        op->old[i] = rw_map_ref(rw.maps[i]);
-        op->bad[i] = rw.bad[i];
-        op->bad_valid[i] = rw.bad_valid[i];
-        any = any || op->old[i];
-    }
-    g_mutex_unlock(&rw.lock);
-    if (!any) {
-        g_free(op);
-        return;
-    }
-    rw.busy = TRUE;
-    kr_worker_run(reload_work, reload_done, op);
+    return rw_map_load(path, map_kinds[GPOINTER_TO_INT(ud)], error);
 }
 
 static gboolean
-on_timer(gpointer ud)
+map_changed(gconstpointer m, gpointer ud)
 {
-    reload_kick();
-    return G_SOURCE_CONTINUE;
+    return rw_map_changed(m);
 }
+
+static gpointer
+map_ref(gpointer m)
+{
+    return rw_map_ref(m);
+}
+
+static void
+map_unref(gpointer m)
+{
+    rw_map_unref(m);
+}
+
+static void
+map_reloaded(gpointer m, gpointer ud)
+{
+    int i = GPOINTER_TO_INT(ud);
+    if (rw_map_exists(m))
+        g_message("%s %s reloaded: %u entries", map_names[i], rw.paths[i], rw_map_size(m));
+    else
+        g_warning("%s %s is gone: the map is empty now", map_names[i], rw.paths[i]);
+}
+
+static void
+map_failed(const char *message, gpointer ud)
+{
+    g_warning("%s not reloaded, keeping the previous map: %s", map_names[GPOINTER_TO_INT(ud)],
+              message);
+}
+
+static const KrWatchFuncs map_funcs = {
+    .struct_size = sizeof(KrWatchFuncs),
+    .load = map_load,
+    .changed = map_changed,
+    .ref = map_ref,
+    .unref = map_unref,
+    .reloaded = map_reloaded,
+    .failed = map_failed,
+};
 
 static gboolean
 svc_start(gpointer self, GError **error)
 {
-    rw.timer = g_timeout_add_seconds(1, on_timer, NULL);
+    kr_watch_start(rw.watch, 1);
     return TRUE;
 }
 
 static void
 svc_stop(gpointer self, void (*done)(gpointer token), gpointer token)
 {
-    rw.stopping = TRUE;
-    if (rw.timer)
-        g_source_remove(rw.timer);
-    rw.timer = 0;
-    if (!rw.busy) {
-        done(token);
-        return;
-    }
-    rw.stop_done = done;
-    rw.stop_token = token;
+    kr_watch_stop(rw.watch, done, token);
 }
 
 static void
 svc_reload(gpointer self)
 {
-    reload_kick();
+    kr_watch_check(rw.watch);
 }
 
 static const KrService rewrite_service = {
@@ -408,17 +339,21 @@ rewrite_init(KrModule *mod, GError **error)
     rw.paths[M_CANONICAL] = rw.conf->canonical_map;
     rw.paths[M_VIRTUAL] = rw.conf->virtual_map;
     rw.paths[M_TRANSPORT] = rw.conf->transport_map;
+    rw.watch = kr_watch_new();
+    for (int i = 0; i < M_N; i++)
+        rw.slot[i] = -1;
     for (int i = 0; i < M_N; i++) {
         if (!rw.paths[i] || !*rw.paths[i])
             continue;
         g_autoptr(GError) err = NULL;
-        rw.maps[i] = rw_map_load(rw.paths[i], map_kinds[i], &err);
-        if (!rw.maps[i]) {
+        RwMap *m = rw_map_load(rw.paths[i], map_kinds[i], &err);
+        if (!m) {
             g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s: %s", map_names[i],
                         err->message);
             return FALSE;
         }
-        if (!rw_map_exists(rw.maps[i]))
+        rw.slot[i] = (int)kr_watch_add(rw.watch, rw.paths[i], m, &map_funcs, GINT_TO_POINTER(i));
+        if (!rw_map_exists(m))
             g_warning("%s %s does not exist (yet): the map is empty", map_names[i], rw.paths[i]);
     }
     return kr_register_resolver(mod, &rewrite_resolver, error) &&
@@ -431,8 +366,7 @@ rewrite_init(KrModule *mod, GError **error)
 static void
 rewrite_fini(KrModule *mod)
 {
-    for (int i = 0; i < M_N; i++)
-        g_clear_pointer(&rw.maps[i], rw_map_unref);
+    g_clear_pointer(&rw.watch, kr_watch_free);
 }
 
 KR_MODULE(rewrite, "rewrite", "1.0", "trivial-rewrite: canonical addresses, maps, transports",
