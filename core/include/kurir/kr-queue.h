@@ -4,7 +4,7 @@
  *
  * DATA_DIR/queue/{maildrop,incoming,active,deferred,hold,corrupt}/ hold
  * one file per message, named by its queue ID. The record format is
- * described in docs/queue-format.md and core/kr-qfile.c. A file is
+ * described in docs/queue-format.md and core/kr-qfile*.c. A file is
  * written under a temporary name (DIR/.tmp-ID), fsync'd, renamed to
  * DIR/ID and the directory fsync'd: a file with a visible name is always
  * complete. Recipient status slots are updated in place.

@@ -16,6 +16,7 @@
 #include "kr-failcount.h"
 #include "kr-file.h"
 #include "kr-sync.h"
+#include "kr-watch.h"
 #include "kr-registry.h"
 #include "kr-store.h"
 #endif
