@@ -271,6 +271,12 @@ ensure_source(void)
         return;
     src = g_source_new(&ev_funcs, sizeof(EvSource));
     g_source_set_name(src, "kr-conn");
+    /* Not blocked around each dispatch: GLib would take the epoll fd out
+     * of the poll set before every dispatch and put it back after, each
+     * time signalling the context's wakeup eventfd (2 write()s, then one
+     * more loop iteration with a poll() and a read()). The source never
+     * recurses: no nested main loop (kr-conn.c). */
+    g_source_set_can_recurse(src, TRUE);
     g_source_attach(src, NULL);
 }
 
