@@ -16,6 +16,7 @@
 # files changed in place after the login (read to their end, not to the
 # indexed size); QUIT in the same write as RETRs; the per-address limit
 # on failed logins.
+import imaplib
 import os
 import poplib
 import sys
@@ -23,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from kurtest import Kurird, tap  # noqa: E402
-from pop3kit import Raw, maildir_files, pop3_config, put_file, send_mail, wire  # noqa: E402
+from pop3kit import Raw, listener_opts, maildir_files, pop3_config, put_file, send_mail, wire  # noqa: E402
 
 
 def pop(k, user="bob", pw="bob-pw"):
@@ -373,6 +374,30 @@ with Kurird(config=pop3_config()) as k:
     p = pop(k, "fay", "fay-pw")
     tap.eq(p.stat()[0], 12, "and the next session is served")
     p.quit()
+
+# --- POP3 leaves \Recent to IMAP ----------------------------------------------
+# A POP3 session that saw (and read) new mail claims no \Recent: the first
+# IMAP session afterwards still gets the messages as recent.
+conf = listener_opts(pop3_config(), "imap", "allow_plaintext_loopback = true;")
+with Kurird(config=conf) as k:
+    k.add_user("gus@localhost", "gus-pw")
+    for i in range(2):
+        send_mail(k, "gus@localhost", b"Subject: r%d\r\n\r\nrecent %d\r\n" % (i, i))
+    p = pop(k, "gus", "gus-pw")
+    tap.eq(p.stat()[0], 2, "recent: POP3 sees both messages")
+    p.retr(1)
+    p.quit()
+    m = imaplib.IMAP4("127.0.0.1", k.port("imap"))
+    m.login("gus", "gus-pw")
+    typ, _ = m.select("INBOX")
+    recent = m.untagged_responses.get("RECENT", [b"0"])[-1]
+    tap.eq((typ, recent), ("OK", b"2"), "recent: the first IMAP SELECT after it has both as RECENT")
+    m.logout()
+    m = imaplib.IMAP4("127.0.0.1", k.port("imap"))
+    m.login("gus", "gus-pw")
+    m.select("INBOX")
+    tap.eq(m.untagged_responses.get("RECENT", [b"0"])[-1], b"0", "recent: a second IMAP SELECT has none")
+    m.logout()
 
 # --- per-address limit on failed logins ---------------------------------------
 with Kurird(config=pop3_config(auth_fail_limit=3)) as k:

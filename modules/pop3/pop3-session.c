@@ -192,7 +192,9 @@ static void
 open_work(gpointer p)
 {
     OpenJob *j = p;
-    j->mb = pop3_g.ops->open(pop3_g.store->self, j->user, "INBOX", KR_MAILBOX_EXCLUSIVE, &j->error);
+    /* \Recent is an IMAP notion: a POP3 session leaves new mail recent */
+    j->mb = pop3_g.ops->open(pop3_g.store->self, j->user, "INBOX",
+                             KR_MAILBOX_EXCLUSIVE | KR_MAILBOX_NO_RECENT, &j->error);
 }
 
 static void
