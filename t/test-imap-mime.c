@@ -2,7 +2,8 @@
 /*
  * test-imap-mime.c - the IMAP MIME layer (modules/imap/imap-mime*.c):
  * ENVELOPE / BODY / BODYSTRUCTURE text, FETCH sections and BINARY, the
- * cache blob, limits, malformed and random input.
+ * cache blob, limits, malformed and random input; the top-level header
+ * sections read from the header alone (the same octets as the full parse).
  *
  * Fixtures are the .eml files in t/data/mime (found through $KURIR_SRCDIR, the
  * current directory or the test binary's location). Expected texts are
@@ -1156,6 +1157,206 @@ test_fd_input(void)
     close(fd);
 }
 
+/* ---- top-level header sections from the header alone ---- */
+
+static const char *const header_items[] = {
+    "BODY[HEADER]",
+    "RFC822.HEADER",
+    "BODY.PEEK[HEADER]<0.10>",
+    "BODY.PEEK[HEADER]<7.8195>",
+    "BODY.PEEK[HEADER]<8190.9>",
+    "BODY.PEEK[HEADER]<300000.5>",
+    "BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)]",
+    "BODY.PEEK[HEADER.FIELDS (subject X-FOLDED from x-empty x-long)]",
+    "BODY.PEEK[HEADER.FIELDS (nothing)]",
+    "BODY.PEEK[HEADER.FIELDS (received)]<3.40>",
+    "BODY[HEADER.FIELDS.NOT (Subject Received x-long)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (from)]<1.1>",
+};
+
+/* Header-only octets of item through in, read `chunk` octets at a time;
+ * NULL (and a failure) if it cannot be opened. */
+static GBytes *
+header_only(const ImapMimeInput *in, const char *item, gsize chunk)
+{
+    g_autoptr(ImapCommand) c = fetch_cmd(item);
+    if (!c || c->u.fetch.n_sections != 1)
+        return NULL;
+    const ImapFetchSection *sec = &c->u.fetch.sections[0];
+    g_assert_true(imap_mime_header_section(sec));
+    guint64 size = 0;
+    GError *err = NULL;
+    g_autoptr(ImapMimeStream) st = imap_mime_header_stream_open(in, sec, &size, &err);
+    g_assert_no_error(err);
+    if (!st)
+        return NULL;
+    GByteArray *out = g_byte_array_new();
+    guchar *buf = g_malloc(chunk);
+    gssize n;
+    while ((n = imap_mime_stream_read(st, buf, chunk, &err)) > 0)
+        g_byte_array_append(out, buf, (guint)n);
+    g_free(buf);
+    g_assert_no_error(err);
+    g_assert_cmpint(n, ==, 0);
+    g_assert_cmpuint(out->len, ==, size);
+    return g_byte_array_free_to_bytes(out);
+}
+
+/* Every header item of msg: header-only (buffer and fd, in odd chunks)
+ * byte for byte what the full parse's section gives. */
+static void
+same_as_full(const char *dir, GBytes *msg, const char *what)
+{
+    g_autoptr(ImapMimeMessage) m = parse_bytes(msg, NULL);
+    g_autofree char *path = g_build_filename(dir, "hdr.eml", NULL);
+    g_assert_true(g_file_set_contents(path, g_bytes_get_data(msg, NULL),
+                                      (gssize)g_bytes_get_size(msg), NULL));
+    int fd = open(path, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    ImapMimeInput inm = IMAP_MIME_INPUT_MEM(g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
+    ImapMimeInput inf = IMAP_MIME_INPUT_FD(fd);
+    for (guint i = 0; m && i < G_N_ELEMENTS(header_items); i++) {
+        g_autoptr(GBytes) full = sect(m, msg, header_items[i]);
+        g_autoptr(GBytes) hm = header_only(&inm, header_items[i], 65536);
+        g_autoptr(GBytes) hf = header_only(&inf, header_items[i], 4093);
+        g_autoptr(GBytes) h1 = header_only(&inf, header_items[i], 1);
+        if (!hm || !hf || !h1 || !g_bytes_equal(full, hm) || !g_bytes_equal(full, hf) ||
+            !g_bytes_equal(full, h1)) {
+            g_test_message("%s: %s differs from the full parse's", what, header_items[i]);
+            g_test_fail();
+        }
+    }
+    g_assert_cmpint(lseek(fd, 0, SEEK_CUR), ==, 0); /* pread only */
+    close(fd);
+}
+
+/* A header of about `size` octets (LF or CRLF lines, a folded field,
+ * the listed fields twice), then `tail`. */
+static GBytes *
+big_header(gsize size, const char *nl, const char *tail)
+{
+    GString *s = g_string_new(NULL);
+    g_string_append_printf(s, "From: a@example.com%sSubject: big%s", nl, nl);
+    for (guint i = 0; s->len < size; i++)
+        g_string_append_printf(s, "Received: from h%u by mx%s\tid %u;%s", i, nl, i, nl);
+    g_string_append_printf(s, "X-Long: %s%sSUBJECT: second%s", "v", nl, nl);
+    g_string_append(s, tail);
+    return g_string_free_to_bytes(s);
+}
+
+static void
+test_header_only(void)
+{
+    g_autofree char *dir = kr_test_tmpdir();
+    for (guint i = 0; i < G_N_ELEMENTS(all_fixtures); i++) {
+        g_autoptr(GBytes) b = fixture(all_fixtures[i]);
+        same_as_full(dir, b, all_fixtures[i]);
+        g_autoptr(GBytes) c = to_crlf(b);
+        same_as_full(dir, c, all_fixtures[i]);
+    }
+    static const char *const small[] = {
+        "", /* empty file */
+        "\n",
+        "\r\n",
+        "\r",
+        "\n\nbody\n",
+        "Subject: no blank line, no line end",
+        "Subject: no blank line\n",
+        "Subject: no body\r\nFrom: x@y\r\n\r\n",
+        "Subject: LF only\nFrom: x@y\n\tfolded\n\nbody\n",
+        "Subject: mixed\r\nFrom: x@y\n\r\nbody\r\n",
+        "Subject: cr not lf\r\r\nFrom: x@y\r\n\r\nbody\n",
+        "Subject: cr line\n\r\rFrom: x@y\n\nbody\n",
+        " leading continuation\nSubject: s\n  folded\n\tagain\nfrom : spaced\n\nbody\n",
+        "garbage line\nSubject: s\nsubject: dup\nSUBJECT: dup2\n\nbody\n",
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\nSubject: inner\n\nx\n--b--\n",
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(small); i++) {
+        g_autoptr(GBytes) b = g_bytes_new_static(small[i], strlen(small[i]));
+        same_as_full(dir, b, small[i]);
+    }
+    /* the empty line around the read windows' edges (8 KiB, then 16 and
+     * 32 more), "\r" as a window's last octet included */
+    static const gsize edges[] = {8192, 8192 + 16384, 8192 + 16384 + 32768};
+    for (guint e = 0; e < G_N_ELEMENTS(edges); e++) {
+        for (gsize d = 0; d < 6; d++) {
+            for (guint crlf = 0; crlf < 2; crlf++) {
+                const char *nl = crlf ? "\r\n" : "\n";
+                GString *s = g_string_new("Subject: edge\n");
+                if (crlf)
+                    g_string_assign(s, "Subject: edge\r\n");
+                gsize want = edges[e] - 3 + d; /* where the empty line starts */
+                while (s->len + 12 < want)
+                    g_string_append_printf(s, "X-Pad: %s", nl);
+                g_string_append(s, "X: ");
+                while (s->len + strlen(nl) < want)
+                    g_string_append_c(s, 'p');
+                g_string_append_printf(s, "%s%sbody%s", nl, nl, nl);
+                g_autoptr(GBytes) b = g_string_free_to_bytes(s);
+                g_autofree char *what =
+                    g_strdup_printf("edge %zu+%zu %s", edges[e], d, crlf ? "CRLF" : "LF");
+                same_as_full(dir, b, what);
+            }
+        }
+    }
+    /* headers bigger than the first window, than 64 KiB, and than what
+     * BODY[HEADER] keeps in memory (read again from the file) */
+    static const gsize sizes[] = {9000, 70000, 300000};
+    for (guint i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        g_autoptr(GBytes) lf = big_header(sizes[i], "\n", "\nbody\n");
+        g_autoptr(GBytes) cr = big_header(sizes[i], "\r\n", "\r\nbody\r\n");
+        g_autoptr(GBytes) nb = big_header(sizes[i], "\n", ""); /* no blank line, no body */
+        same_as_full(dir, lf, "big LF");
+        same_as_full(dir, cr, "big CRLF");
+        same_as_full(dir, nb, "big, no body");
+    }
+    /* expected octets written out, so both paths cannot be wrong alike */
+    static const char folded[] = "Subject: a\n\tb\nFrom: x@y\nsubject: c\nTo: t@u\n\nbody\n";
+    g_autoptr(GBytes) fb = g_bytes_new_static(folded, strlen(folded));
+    ImapMimeInput in = IMAP_MIME_INPUT_MEM(folded, strlen(folded));
+    struct {
+        const char *item, *want;
+    } want[] = {
+        {"BODY[HEADER]", "Subject: a\r\n\tb\r\nFrom: x@y\r\nsubject: c\r\nTo: t@u\r\n\r\n"},
+        {"BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "Subject: a\r\n\tb\r\nsubject: c\r\n\r\n"},
+        {"BODY.PEEK[HEADER.FIELDS.NOT (subject to)]", "From: x@y\r\n\r\n"},
+        {"BODY.PEEK[HEADER.FIELDS (Subject)]<3.9>", "ject: a\r\n"},
+        {"BODY.PEEK[HEADER]<45.100>", "u\r\n\r\n"},
+        {"BODY.PEEK[HEADER]<50.1>", ""},
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(want); i++) {
+        g_autoptr(GBytes) got = header_only(&in, want[i].item, 3);
+        g_assert_nonnull(got);
+        if (got)
+            g_assert_cmpmem(g_bytes_get_data(got, NULL), g_bytes_get_size(got), want[i].want,
+                            strlen(want[i].want));
+    }
+    same_as_full(dir, fb, "folded");
+    /* which sections go this way: top-level header ones only */
+    static const struct {
+        const char *item;
+        gboolean yes;
+    } which[] = {
+        {"BODY[HEADER]", TRUE},
+        {"BODY.PEEK[HEADER.FIELDS (a)]", TRUE},
+        {"BODY[HEADER.FIELDS.NOT (a)]<1.2>", TRUE},
+        {"RFC822.HEADER", TRUE},
+        {"BODY[2.HEADER]", FALSE},
+        {"BODY[1.HEADER.FIELDS (a)]", FALSE},
+        {"BODY[TEXT]", FALSE},
+        {"BODY[]", FALSE},
+        {"BODY[1.MIME]", FALSE},
+        {"RFC822", FALSE},
+        {"BINARY[]", FALSE},
+        {"BINARY.SIZE[1]", FALSE},
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(which); i++) {
+        g_autoptr(ImapCommand) c = fetch_cmd(which[i].item);
+        if (c)
+            g_assert_cmpint(imap_mime_header_section(&c->u.fetch.sections[0]), ==, which[i].yes);
+    }
+}
+
 static void
 test_cache(void)
 {
@@ -1494,6 +1695,7 @@ main(int argc, char **argv)
     g_test_add_func("/imap-mime/binary", test_binary);
     g_test_add_func("/imap-mime/lf-vs-crlf", test_lf_crlf);
     g_test_add_func("/imap-mime/fd-input", test_fd_input);
+    g_test_add_func("/imap-mime/header-only", test_header_only);
     g_test_add_func("/imap-mime/cache", test_cache);
     g_test_add_func("/imap-mime/envelope-only", test_envelope_only);
     g_test_add_func("/imap-mime/garbage", test_garbage);

@@ -15,6 +15,7 @@
  *                                            ENVELOPE text for SEARCH
  *   imap_msginfo_stream(s, mi, uid, fd, sec, &size, error)
  *                                            a section's octets, in chunks
+ *   imap_msginfo_header_only(sec)            ... one needing no mi (header)
  *   imap_secstream_read(st, buf, len, error), imap_secstream_free(st)
  *   imap_msginfo_section_size(s, mi, uid, fd, sec, &size, error)
  *
@@ -35,6 +36,10 @@
  *   is read and an envelope-only blob cached; anything more (BODY,
  *   BODYSTRUCTURE, sections) needs the full description, so an
  *   envelope-only blob is then replaced by a full one (parsed once more).
+ *   The top-level header sections (BODY[HEADER], HEADER.FIELDS(.NOT),
+ *   RFC822.HEADER: a mail client's folder listing) need neither: they are
+ *   read from the header alone (imap_mime_header_stream_open), with no
+ *   cache lookup, so listing a folder never parses or caches a message.
  */
 #include "imap-session.h"
 
@@ -228,6 +233,12 @@ struct ImapSecStream {
     ImapMimeInput in;
 };
 
+gboolean
+imap_msginfo_header_only(const ImapFetchSection *sec)
+{
+    return imap_mime_header_section(sec);
+}
+
 ImapSecStream *
 imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
                     const ImapFetchSection *sec, guint64 *size_r, GError **error)
@@ -242,7 +253,10 @@ imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
         return NULL;
     }
     GError *e = NULL;
-    ss->st = imap_mime_stream_open(mi->mime, &ss->in, sec, size_r, &e);
+    if (imap_mime_header_section(sec))
+        ss->st = imap_mime_header_stream_open(&ss->in, sec, size_r, &e);
+    else
+        ss->st = imap_mime_stream_open(mi->mime, &ss->in, sec, size_r, &e);
     if (!ss->st && g_error_matches(e, IMAP_MIME_ERROR, IMAP_MIME_ERROR_CHANGED)) {
         g_clear_error(&e);
         if (reparse(s, mi, uid, *fd, &e))

@@ -30,7 +30,9 @@
  *
  *   The whole message (BODY[], RFC822, with or without <partial>) is read
  *   straight from the stored file with bare LFs made CRLF and needs no
- *   MIME parsing (its size is the store's RFC822.SIZE). Everything
+ *   MIME parsing (its size is the store's RFC822.SIZE); nor does a
+ *   top-level header section (BODY[HEADER], HEADER.FIELDS(.NOT),
+ *   RFC822.HEADER), read from the header alone. Everything
  *   structural goes through imap-cmd-fetch-body.c (ENVELOPE/BODYSTRUCTURE
  *   cached in the store's per-message blob; sections from the part table;
  *   ENVELOPE alone needs only the header parsed).
@@ -314,7 +316,7 @@ msg_begin(ImapJob *j, FetchData *d, guint32 uid, GString *out)
     gboolean need_fd = FALSE;
     for (guint i = 0; i < a->n_sections; i++) {
         need_fd = TRUE;
-        if (!whole_message(&a->sections[i]))
+        if (!whole_message(&a->sections[i]) && !imap_msginfo_header_only(&a->sections[i]))
             need_mi = TRUE, need = IMAP_MI_FULL;
     }
     g_autoptr(GError) e = NULL;

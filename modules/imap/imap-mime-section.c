@@ -8,11 +8,15 @@
  *   imap_mime_section()        the octets of a section
  *   imap_mime_section_size()   their size, without the partial
  *   imap_mime_stream_open/read/free()   the same octets in chunks
+ *   imap_mime_header_section()          a top-level header section?
+ *   imap_mime_header_stream_open()      ... streamed from the header alone
  *
  * A section is planned as a range of the file, read and converted to
  * wire form chunk by chunk (a range without bare LFs is read directly at
  * its partial offset), or as octets made in memory: HEADER.FIELDS(.NOT)
- * and decoded BINARY.
+ * and decoded BINARY. The top-level header sections can also be planned
+ * without a parsed message (header_scan finds the header's end the way
+ * the parser does, from the first read window on).
  *
  * Part numbers resolve as in Dovecot (imap-msgpart.c): in a multipart N
  * is its Nth part; a non-multipart entity has only part 1, itself;
@@ -20,10 +24,14 @@
  */
 #include "imap-mime-int.h"
 
+#include <errno.h>
 #include <gmime/gmime.h>
 #include <string.h>
+#include <unistd.h>
 
-#define CHUNK 65536
+#define CHUNK     65536
+#define HDR_FIRST 8192   /* first read of a header-only section */
+#define HDR_KEEP  262144 /* a bigger BODY[HEADER] is read again, in chunks */
 
 static gpointer
 gmime_init_once(gpointer unused)
@@ -147,8 +155,26 @@ field_listed(const MimeField *f, char *const *names)
     return FALSE;
 }
 
-/* HEADER.FIELDS / HEADER.FIELDS.NOT: the chosen fields as they are,
- * each ending in CRLF, then CRLF. */
+/* The fields of header block h chosen by HEADER.FIELDS(.NOT) as they
+ * are, each ending in CRLF, then CRLF. */
+static void
+fields_of(const char *h, gsize len, const ImapFetchSection *sec, GByteArray *out)
+{
+    gboolean not = sec->text == IMAP_SECTION_HEADER_FIELDS_NOT;
+    gsize pos = 0;
+    MimeField f;
+    while (mime_field_next(h, len, &pos, &f)) {
+        if (field_listed(&f, sec->fields) == not )
+            continue;
+        gboolean last_cr = FALSE;
+        mime_crlf_append(out, (const guchar *)f.raw, f.raw_len, &last_cr);
+        if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
+            g_byte_array_append(out, (const guchar *)"\r\n", 2);
+    }
+    g_byte_array_append(out, (const guchar *)"\r\n", 2);
+}
+
+/* HEADER.FIELDS / HEADER.FIELDS.NOT of the header in range r. */
 static gboolean
 header_fields(const ImapMimeInput *in, const Range *r, const ImapFetchSection *sec, GByteArray *out,
               GError **error)
@@ -159,18 +185,7 @@ header_fields(const ImapMimeInput *in, const Range *r, const ImapFetchSection *s
         g_free(h);
         return FALSE;
     }
-    gboolean not = sec->text == IMAP_SECTION_HEADER_FIELDS_NOT;
-    gsize pos = 0;
-    MimeField f;
-    while (mime_field_next(h, got, &pos, &f)) {
-        if (field_listed(&f, sec->fields) == not )
-            continue;
-        gboolean last_cr = FALSE;
-        mime_crlf_append(out, (const guchar *)f.raw, f.raw_len, &last_cr);
-        if (f.raw_len == 0 || f.raw[f.raw_len - 1] != '\n')
-            g_byte_array_append(out, (const guchar *)"\r\n", 2);
-    }
-    g_byte_array_append(out, (const guchar *)"\r\n", 2);
+    fields_of(h, got, sec, out);
     g_free(h);
     return TRUE;
 }
@@ -398,6 +413,166 @@ imap_mime_stream_free(ImapMimeStream *st)
     if (st->pend)
         g_byte_array_free(st->pend, TRUE);
     g_free(st);
+}
+
+/* ---- top-level header sections from the header alone ---- */
+
+gboolean
+imap_mime_header_section(const ImapFetchSection *sec)
+{
+    return sec->kind == IMAP_SECTION_BODY && sec->n_part == 0 &&
+           (sec->text == IMAP_SECTION_HEADER || sec->text == IMAP_SECTION_HEADER_FIELDS ||
+            sec->text == IMAP_SECTION_HEADER_FIELDS_NOT);
+}
+
+/* One pread (a regular file reads short only at its end), or a copy. */
+static gboolean
+read_once(const ImapMimeInput *in, guint64 off, guchar *buf, gsize len, gsize *got_r,
+          GError **error)
+{
+    if (in->data || in->fd < 0)
+        return mime_input_read(in, off, buf, len, got_r, error);
+    ssize_t n;
+    do
+        n = pread(in->fd, buf, len, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int e = errno;
+        g_set_error(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO, "read: %s", g_strerror(e));
+        return FALSE;
+    }
+    *got_r = (gsize)n;
+    return TRUE;
+}
+
+/* Where the top-level header ends, as the full parse finds it: after the
+ * first empty line ("\n" or "\r\n" at a line start), or at the end of
+ * the input. r_r->wire counts bare LFs as CRLF. The bytes read are kept
+ * in *keep_r while the header is at most keep_max octets (else *keep_r
+ * is NULL and the caller reads the range again). Windows of HDR_FIRST
+ * octets, doubling up to CHUNK: a small message is one read. */
+static gboolean
+header_scan(const ImapMimeInput *in, gsize keep_max, Range *r_r, GByteArray **keep_r,
+            GError **error)
+{
+    GByteArray *keep = g_byte_array_new();
+    guchar *buf = NULL;
+    gsize win = HDR_FIRST;
+    guint64 off = 0, bare = 0;
+    gboolean at_start = TRUE;  /* off is a line start */
+    gboolean cr_start = FALSE; /* the line so far is "\r" */
+    gboolean prev_cr = FALSE;  /* the byte before off is CR */
+    gboolean done = FALSE;
+    while (!done) {
+        gsize got = 0;
+        const guchar *p;
+        if (keep && off + win <= keep_max) { /* read straight into keep */
+            guint have = keep->len;
+            g_byte_array_set_size(keep, have + (guint)win);
+            if (!read_once(in, off, keep->data + have, win, &got, error))
+                break;
+            g_byte_array_set_size(keep, have + (guint)got);
+            p = keep->data + have;
+        } else {
+            if (keep) {
+                g_byte_array_free(keep, TRUE);
+                keep = NULL;
+            }
+            if (!buf)
+                buf = g_malloc(CHUNK);
+            if (!read_once(in, off, buf, win, &got, error))
+                break;
+            p = buf;
+        }
+        if (got == 0) { /* the end: all of it is header */
+            done = TRUE;
+            break;
+        }
+        gsize i = 0, end = got;
+        if (cr_start) {
+            cr_start = FALSE;
+            if (p[0] == '\n')
+                end = 1, done = TRUE;
+            else
+                at_start = FALSE;
+        }
+        while (!done && i < got) {
+            if (at_start) {
+                if (p[i] == '\n') {
+                    end = i + 1, done = TRUE;
+                    break;
+                }
+                if (p[i] == '\r' && i + 1 == got) {
+                    cr_start = TRUE;
+                    break;
+                }
+                if (p[i] == '\r' && p[i + 1] == '\n') {
+                    end = i + 2, done = TRUE;
+                    break;
+                }
+            }
+            const guchar *nl = memchr(p + i, '\n', got - i);
+            if (!nl) {
+                at_start = FALSE;
+                break;
+            }
+            i = (gsize)(nl - p) + 1;
+            at_start = TRUE;
+        }
+        for (gsize k = 0; k < end; k++) {
+            if (p[k] == '\n' && !(k > 0 ? p[k - 1] == '\r' : prev_cr))
+                bare++;
+        }
+        prev_cr = p[end - 1] == '\r';
+        off += end;
+        if (got < win) /* a short read is the end: all of it is header */
+            done = TRUE;
+        if (keep && done)
+            g_byte_array_set_size(keep, (guint)off);
+        win = MIN(win * 2, (gsize)CHUNK);
+    }
+    g_free(buf);
+    if (!done) {
+        if (keep)
+            g_byte_array_free(keep, TRUE);
+        return FALSE;
+    }
+    *r_r = (Range){0, off, off + bare};
+    *keep_r = keep;
+    return TRUE;
+}
+
+ImapMimeStream *
+imap_mime_header_stream_open(const ImapMimeInput *in, const ImapFetchSection *sec, guint64 *size_r,
+                             GError **error)
+{
+    g_return_val_if_fail(in && sec && size_r && imap_mime_header_section(sec), NULL);
+    gboolean fields = sec->text != IMAP_SECTION_HEADER;
+    GByteArray *keep = NULL;
+    Range r;
+    if (!header_scan(in, fields ? G_MAXUINT32 - CHUNK : HDR_KEEP, &r, &keep, error))
+        return NULL;
+    ImapMimeStream *st = g_new0(ImapMimeStream, 1);
+    st->in = *in;
+    st->p.r = r;
+    if (keep && fields) {
+        st->p.mem = g_byte_array_new();
+        fields_of((const char *)keep->data, keep->len, sec, st->p.mem);
+    } else if (keep) {
+        st->p.mem = g_byte_array_sized_new((guint)r.wire);
+        gboolean last_cr = FALSE;
+        mime_crlf_append(st->p.mem, keep->data, keep->len, &last_cr);
+    } else if (fields) { /* cannot be: kept whatever its size */
+        g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO, "Header too large");
+        g_free(st);
+        return NULL;
+    }
+    if (keep)
+        g_byte_array_free(keep, TRUE);
+    partial_bounds(sec, st->p.mem ? st->p.mem->len : r.wire, &st->p.o, &st->p.l);
+    st->pos = r.off;
+    *size_r = st->p.l;
+    return st;
 }
 
 gboolean

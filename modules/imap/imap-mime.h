@@ -20,6 +20,8 @@
  *   imap_mime_stream_open()     the same octets in chunks: size first (for the
  *   imap_mime_stream_read()     literal's "{n}"), then read them; for big
  *   imap_mime_stream_free()     sections (BODY[], attachments)
+ *   imap_mime_header_section()  a top-level HEADER / HEADER.FIELDS(.NOT)?
+ *   imap_mime_header_stream_open()  ... its octets from the header alone
  *   imap_mime_cache_build()     the handle as a compact, versioned blob
  *   imap_mime_cache_load()      ... and back (no reparse; sections still work)
  *   imap_mime_cache_build_envelope()  an envelope-only blob
@@ -93,6 +95,14 @@
  * nothing else (a small first read; the fd's size is not asked) and gives
  * the same ENVELOPE text as imap_mime_parse() would: what FETCH ENVELOPE
  * and SEARCH need, at a fraction of the cost of a full parse.
+ *
+ * The top-level header sections (BODY[HEADER], BODY[HEADER.FIELDS (...)],
+ * BODY[HEADER.FIELDS.NOT (...)], RFC822.HEADER: what mail clients list a
+ * folder with) need no parse and no handle: imap_mime_header_stream_open()
+ * reads the header block alone (8 KiB first, windows doubling; the header
+ * ends where a full parse ends it) and gives the same octets, partial
+ * applied. A BODY[HEADER] over 256 KiB is read again from the file in
+ * chunks; HEADER.FIELDS keeps the header in memory, as the full path does.
  *
  * CACHE. imap_mime_cache_build() gives a blob for the store's per-message
  * cache slot: a magic and version, the three texts and the part table
@@ -190,6 +200,14 @@ ImapMimeStream *imap_mime_stream_open(const ImapMimeMessage *msg, const ImapMime
                                       const ImapFetchSection *sec, guint64 *size_r, GError **error);
 gssize imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **error);
 void imap_mime_stream_free(ImapMimeStream *st);
+
+/* BODY[HEADER], BODY[HEADER.FIELDS (...)] or BODY[HEADER.FIELDS.NOT (...)]
+ * of the top-level message (no part number), PEEK or not? */
+gboolean imap_mime_header_section(const ImapFetchSection *sec);
+/* Such a section from the header alone (no parse, no handle): the same
+ * octets as imap_mime_stream_open() of a parsed message gives. */
+ImapMimeStream *imap_mime_header_stream_open(const ImapMimeInput *in, const ImapFetchSection *sec,
+                                             guint64 *size_r, GError **error);
 
 GBytes *imap_mime_cache_build(const ImapMimeMessage *msg);
 GBytes *imap_mime_cache_build_envelope(const char *envelope);

@@ -225,8 +225,11 @@ const char *imap_msginfo_body(const ImapMsgInfo *mi, gboolean extended, gsize *l
 gboolean imap_msginfo_envelope_ref(ImapSession *s, guint32 uid, GBytes **hold, const char **text,
                                    gsize *len, GError **error);
 /* A BODY[...] / BINARY[...] section (partial applied) as a stream of
- * *size_r octets; it keeps its own fd and may outlive mi. */
+ * *size_r octets; it keeps its own fd and may outlive mi. A top-level
+ * header section (imap_msginfo_header_only) needs no mi (may be NULL):
+ * it is read from the message's header alone. */
 typedef struct ImapSecStream ImapSecStream;
+gboolean imap_msginfo_header_only(const ImapFetchSection *sec);
 ImapSecStream *imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
                                    const ImapFetchSection *sec, guint64 *size_r, GError **error);
 /* Octets read into buf (0: the end), -1 with error. */
