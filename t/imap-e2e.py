@@ -7,7 +7,8 @@
 # message/rfc822 and malformed MIME; SEARCH keys and ESEARCH; STORE, COPY,
 # MOVE, EXPUNGE with UIDPLUS; mailbox names (hierarchy, dots, mUTF-7,
 # UTF8=ACCEPT) and path traversal refused; special-use folders for a new
-# user; LIST-EXTENDED / LIST-STATUS / LSUB.
+# user; LIST-EXTENDED / LIST-STATUS / LSUB; top-level header sections (a
+# mail client's folder listing) the same as the full parse's.
 import imaplib
 import os
 import re
@@ -545,6 +546,69 @@ with Kurird(config=conf, env={"TZ": "UTC"}) as k:
         tap.eq(search('CHARSET UTF-8 SUBJECT "GRÜSSE"'), [2], "SEARCH SUBJECT decoded and folded, %s" % rnd)
         tap.eq(search('SUBJECT "and MORE"'), [2], "SEARCH SUBJECT with an encoded word, ASCII needle, %s" % rnd)
         tap.eq(search("OR FROM dave FROM jm"), [1, 2], "SEARCH OR over two messages, %s" % rnd)
+
+    # --- top-level header sections (read from the header alone) ---------------
+    # Each message is also stored as the message/rfc822 body of a wrapper (same
+    # line ends), whose BODY[1.HEADER...] goes through the full MIME parse: the
+    # two must be byte for byte the same.
+    def with_nl(nl, *lines):
+        return nl.join(lines).encode()
+
+    big = "".join("Received: from h%d by mx\r\n\tid %d;\r\n" % (i, i) for i in range(600))
+    huge = "".join("X-Pad-%d: %s\r\n" % (i, "y" * 60) for i in range(4500))
+    HDRS = [
+        ("plain", PLAIN),
+        ("folded, duplicates, odd case", with_nl("\r\n", "From: a@example.org", "Subject: one",
+                                                 "\tfolded", "X-Empty:", "subject: two", "TO : t@x",
+                                                 "", "body", "")),
+        ("LF only", with_nl("\n", "From: a@example.org", "Subject: lf", "  folded", "Date: x",
+                            "", "body", "")),
+        ("no blank line, no line end", b"From: a@example.org\r\nSubject: end"),
+        ("no body", b"From: a@example.org\r\nSubject: nobody\r\n\r\n"),
+        ("header past the first read window", ("From: a@example.org\r\nSubject: big\r\n" + big +
+                                                "Message-ID: <m@x>\r\n\r\nbody\r\n").encode()),
+        ("header over 256 KiB", ("Subject: huge\r\n" + huge + "From: z@x\r\n\r\nbody\r\n").encode()),
+        ("multipart", MIXED),
+    ]
+    tap.eq(status_of(c.cmd("CREATE Hdr")[1]), "OK", "CREATE Hdr")
+    for name, m in HDRS:
+        nl = b"\n" if b"\r\n" not in m else b"\r\n"
+        wrap = b"Subject: wrapper" + nl + b"Content-Type: message/rfc822" + nl + nl + m
+        for x in (m, wrap):
+            u, t = c.cmd(b"APPEND Hdr {%d+}\r\n" % len(x) + x)
+            tap.ok(status_of(t) == "OK", "APPEND %s (%d octets)" % (name, len(x)), t)
+    c.cmd("SELECT Hdr")
+    probes = [("BODY.PEEK[%sHEADER]", ""),
+              ("BODY.PEEK[%sHEADER.FIELDS (From To Subject Date Message-ID)]", ""),
+              ("BODY.PEEK[%sHEADER.FIELDS (subject x-empty RECEIVED)]", ""),
+              ("BODY.PEEK[%sHEADER.FIELDS.NOT (Subject Received x-pad-7)]", ""),
+              ("BODY.PEEK[%sHEADER]", "<7.9000>"),
+              ("BODY.PEEK[%sHEADER.FIELDS (Subject)]", "<3.5>"),
+              ("BODY.PEEK[%sHEADER]", "<400000.5>")]
+    for i, (name, m) in enumerate(HDRS):
+        seq = 2 * i + 1
+        q = " ".join(p % "" + part for p, part in probes)
+        w = " ".join(p % "1." + part for p, part in probes)
+        u1, t1 = c.cmd("FETCH %d (%s RFC822.HEADER)" % (seq, q))
+        u2, t2 = c.cmd("FETCH %d (%s BODY.PEEK[1.HEADER])" % (seq + 1, w))
+        a, b = lits(b"".join(u1)), lits(b"".join(u2))
+        tap.ok(status_of(t1) == "OK" and len(a) == len(probes) + 1 and a == b,
+               "%s: top-level header sections == the full parse's BODY[1.HEADER...]" % name,
+               [(x[:80], y[:80]) for x, y in zip(a, b) if x != y] or (t1, t2, len(a), len(b)))
+        hdr = m[:m.find(b"\n\n") + 2] if b"\n\n" in m else m[:m.find(b"\r\n\r\n") + 4] \
+            if b"\r\n\r\n" in m else m
+        wire = re.sub(rb"(?<!\r)\n", b"\r\n", hdr)
+        tap.ok(a and a[0] == wire and a[-1] == wire,
+               "%s: BODY[HEADER] and RFC822.HEADER are the header in wire form" % name, a[:1])
+    u, t = c.cmd("FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT to)])")
+    tap.eq(lits(u[0]), [b"Subject: one\r\n\tfolded\r\nsubject: two\r\nTO : t@x\r\n\r\n"],
+           "HEADER.FIELDS: every occurrence, folded as it was, names without case")
+    tap.ok(b"\\Seen" not in c.cmd("FETCH 1 FLAGS")[0][0], "BODY.PEEK[HEADER] / RFC822.HEADER left \\Seen alone")
+    u, t = c.cmd("FETCH 1 (BODY[HEADER.FIELDS (Subject)])")
+    tap.ok(b"FLAGS (\\Seen" in u[0] and b"Subject: plain one\r\n\r\n" in u[0],
+           "BODY[HEADER.FIELDS] (not PEEK) set \\Seen and said so", u)
+    u, t = c.cmd("FETCH 3 (BODY[HEADER]<0.4>)")
+    tap.ok(b"FLAGS (\\Seen" in u[0] and lits(u[0]) == [b"From"], "BODY[HEADER]<0.4> set \\Seen", u)
     c.cmd("LOGOUT")
 
     # --- users are separate ---------------------------------------------------
