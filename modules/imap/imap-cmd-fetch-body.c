@@ -28,8 +28,8 @@
  *   not load, or a file that changed size since, is parsed again and the
  *   blob replaced. The content fd is opened lazily (*fd < 0: not yet),
  *   and the caller closes it; a section stream keeps its own copy of the
- *   fd, so it may outlive the call (a big section is sent over several
- *   rounds of a FETCH job).
+ *   fd (none if it was made in memory at open), so it may outlive the call (a big section is sent
+ * over several rounds of a FETCH job).
  *
  *   What is parsed depends on what is asked (ImapMsgNeed): for the
  *   ENVELOPE alone (FETCH ENVELOPE, SEARCH on its fields) only the header
@@ -246,6 +246,20 @@ imap_msginfo_stream(ImapSession *s, ImapMsgInfo *mi, guint32 uid, int *fd,
     if (!need_fd(s, uid, fd, error))
         return NULL;
     ImapSecStream *ss = g_new0(ImapSecStream, 1);
+    if (imap_mime_header_section(sec)) {
+        /* made in memory at open (the usual case): no fd of its own */
+        ImapMimeInput in = IMAP_MIME_INPUT_FD(*fd);
+        ss->st = imap_mime_header_stream_open(&in, sec, size_r, error);
+        if (ss->st && imap_mime_stream_in_memory(ss->st)) {
+            ss->in.fd = -1;
+            return ss;
+        }
+        g_clear_pointer(&ss->st, imap_mime_stream_free);
+        if (error && *error) {
+            g_free(ss);
+            return NULL;
+        }
+    }
     ss->in = IMAP_MIME_INPUT_FD(dup(*fd));
     if (ss->in.fd < 0) {
         g_set_error(error, KR_STORE_ERROR, KR_STORE_ERROR_FAILED, "dup: %s", g_strerror(errno));
@@ -283,7 +297,8 @@ imap_secstream_free(ImapSecStream *ss)
     if (!ss)
         return;
     imap_mime_stream_free(ss->st);
-    close(ss->in.fd);
+    if (ss->in.fd >= 0)
+        close(ss->in.fd);
     g_free(ss);
 }
 

@@ -8,6 +8,7 @@
  *   imap_mime_section()        the octets of a section
  *   imap_mime_section_size()   their size, without the partial
  *   imap_mime_stream_open/read/free()   the same octets in chunks
+ *   imap_mime_stream_in_memory()        made at open: the input is done with
  *   imap_mime_header_section()          a top-level header section?
  *   imap_mime_header_stream_open()      ... streamed from the header alone
  *
@@ -401,6 +402,12 @@ imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **error)
     g_free(raw);
     st->done += out;
     return (gssize)out;
+}
+
+gboolean
+imap_mime_stream_in_memory(const ImapMimeStream *st)
+{
+    return st->p.mem != NULL;
 }
 
 void

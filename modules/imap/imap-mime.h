@@ -20,6 +20,7 @@
  *   imap_mime_stream_open()     the same octets in chunks: size first (for the
  *   imap_mime_stream_read()     literal's "{n}"), then read them; for big
  *   imap_mime_stream_free()     sections (BODY[], attachments)
+ *   imap_mime_stream_in_memory()  made at open (the input no longer read)?
  *   imap_mime_header_section()  a top-level HEADER / HEADER.FIELDS(.NOT)?
  *   imap_mime_header_stream_open()  ... its octets from the header alone
  *   imap_mime_cache_build()     the handle as a compact, versioned blob
@@ -200,6 +201,9 @@ ImapMimeStream *imap_mime_stream_open(const ImapMimeMessage *msg, const ImapMime
                                       const ImapFetchSection *sec, guint64 *size_r, GError **error);
 gssize imap_mime_stream_read(ImapMimeStream *st, void *buf, gsize len, GError **error);
 void imap_mime_stream_free(ImapMimeStream *st);
+/* The octets were made at open (HEADER.FIELDS, decoded BINARY, a small
+ * header): read() no longer touches the input. */
+gboolean imap_mime_stream_in_memory(const ImapMimeStream *st);
 
 /* BODY[HEADER], BODY[HEADER.FIELDS (...)] or BODY[HEADER.FIELDS.NOT (...)]
  * of the top-level message (no part number), PEEK or not? */
