@@ -620,4 +620,32 @@ with Kurird(config=conf, env={"TZ": "UTC"}) as k:
     tap.ok(not any(b"Entw" in x or b"v1.2" in x for x in u), "... and none of bob's folders", u)
     e.cmd("LOGOUT")
 
+    # --- SELECT: RECENT and [UNSEEN n] ------------------------------------------
+    # The first session claims the new messages (RECENT 4), the next sees
+    # none; [UNSEEN n] is the first message without \Seen, after the
+    # session's own flag changes too, and absent when all are seen.
+    e = Raw(port)
+    e.login("eve", "pw2")
+    for i in range(4):
+        m = b"Subject: u%d\r\n\r\nx\r\n" % i
+        e.cmd(b"APPEND INBOX {%d+}\r\n" % len(m) + m)
+    e.cmd("LOGOUT")
+    e = Raw(port)
+    e.login("eve", "pw2")
+    u, t = e.cmd("SELECT INBOX")
+    tap.ok(find(u, "* 4 RECENT") and find(u, "* OK [UNSEEN 1]"), "first SELECT: RECENT 4, UNSEEN 1", u)
+    e.cmd("STORE 1:2 +FLAGS.SILENT (\\Seen)")
+    u, t = e.cmd("SELECT INBOX")
+    tap.ok(find(u, "* 0 RECENT") and find(u, "* OK [UNSEEN 3]"),
+           "SELECT again after \\Seen on 1:2: RECENT 0, UNSEEN 3", u)
+    f = Raw(port)
+    f.login("eve", "pw2")
+    u, t = f.cmd("EXAMINE INBOX")
+    tap.ok(find(u, "* 0 RECENT") and find(u, "* OK [UNSEEN 3]"), "another session: RECENT 0, UNSEEN 3", u)
+    e.cmd("STORE 3:4 +FLAGS.SILENT (\\Seen)")
+    u, t = e.cmd("SELECT INBOX")
+    tap.ok(not any(b"[UNSEEN" in x for x in u), "all seen: no [UNSEEN n]", u)
+    f.cmd("LOGOUT")
+    e.cmd("LOGOUT")
+
 tap.done()

@@ -355,10 +355,16 @@ test_flags(void)
     KrMailbox *b = open_mb("fay", NULL, 0);
     guint64 cc = ops->change_counter(b);
     GError *err = NULL;
+    g_assert_cmpuint(ops->first_unseen(a), ==, 1);
+    guint32 first = 1;
+    g_assert_true(ops->set_flags(a, &first, 1, KR_FLAGS_ADD, KR_FLAG_SEEN, NULL, 0, NULL, &err));
+    g_assert_cmpuint(ops->first_unseen(a), ==, 2); /* follows the session's own change */
+    g_assert_cmpuint(ops->first_unseen(b), ==, 1); /* b has not synced */
     guint32 uids[] = {1, 2};
     const char *kws[] = {"$Junk", "work", NULL};
     g_assert_true(ops->set_flags(a, uids, 2, KR_FLAGS_ADD, KR_FLAG_SEEN, kws, 0, NULL, &err));
     g_assert_no_error(err);
+    g_assert_cmpuint(ops->first_unseen(a), ==, 0);
     g_assert_cmpuint(ops->msg(a, 1)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     g_assert_cmpuint(ops->msg(a, 1)->keywords, ==, 3);
     const char *const *k = ops->keywords(a);
@@ -380,6 +386,10 @@ test_flags(void)
     g_assert_true(ch.keywords_changed);
     g_assert_cmpuint(ops->msg(b, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     kr_mailbox_changes_clear(&ch);
+    g_assert_cmpuint(ops->first_unseen(b), ==, 0); /* after the sync */
+    KrMailbox *c0 = open_mb("fay", NULL, 0); /* a new session, shared view */
+    g_assert_cmpuint(ops->first_unseen(c0), ==, 0);
+    ops->close(c0);
 
     /* CONDSTORE: b's change to 1 raises its modseq; a's conditional
      * store with the old modseq fails for 1 only. */

@@ -130,12 +130,23 @@ select_work(ImapJob *j)
         imap_fmt_mailbox(out, d->name, TRUE);
         g_string_append(out, "\r\n");
     } else {
-        g_string_append_printf(out, "* %u RECENT\r\n", imap_recent_count(mb));
-        for (guint32 i = 1; i <= st.messages; i++)
-            if (!(ops->msg(mb, i)->flags & KR_FLAG_SEEN)) {
-                g_string_append_printf(out, "* OK [UNSEEN %u] First unseen.\r\n", i);
-                break;
-            }
+        /* Just opened, the session's \Recent messages are the newest
+         * ones (it claimed, or sees unclaimed, [n, UIDNEXT)): counted from
+         * the end, not over the whole view. */
+        guint32 recent = 0;
+        for (guint32 i = st.messages; i >= 1 && (ops->msg(mb, i)->flags & KR_FLAG_RECENT); i--)
+            recent++;
+        g_string_append_printf(out, "* %u RECENT\r\n", recent);
+        guint32 first = 0;
+        if (st.unseen > 0 && KR_STORE_HAS_OP(ops, first_unseen)) {
+            first = ops->first_unseen(mb);
+        } else {
+            for (guint32 i = 1; st.unseen > 0 && i <= st.messages && !first; i++)
+                if (!(ops->msg(mb, i)->flags & KR_FLAG_SEEN))
+                    first = i;
+        }
+        if (first)
+            g_string_append_printf(out, "* OK [UNSEEN %u] First unseen.\r\n", first);
     }
     g_string_append_printf(out, "* OK [UIDVALIDITY %u] UIDs valid.\r\n", st.uidvalidity);
     g_string_append_printf(out, "* OK [UIDNEXT %u] Predicted next UID.\r\n", st.uidnext);

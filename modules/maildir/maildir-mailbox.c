@@ -72,6 +72,8 @@ struct KrMailbox {
     guint64 synced_version;      /* f->idx.version the view reflects */
     guint64 synced_msgs_version; /* f->idx.msgs_version the view reflects */
     guint32 unseen, deleted;     /* counts of the view (get_status) */
+    guint32 first_unseen;        /* seq of the first without \Seen, 0: none;
+                                  * G_MAXUINT32: to be found again */
     gint64 size;
     char **keywords;
     MdCache cache; /* cached blobs: open file, window, unwritten batch */
@@ -217,19 +219,25 @@ take_counters(KrMailbox *mb)
 }
 
 static void
-count_view(GArray *v, guint32 *unseen_r, guint32 *deleted_r, gint64 *size_r)
+count_view(GArray *v, guint32 *unseen_r, guint32 *deleted_r, gint64 *size_r,
+           guint32 *first_unseen_r)
 {
-    guint32 unseen = 0, deleted = 0;
+    guint32 unseen = 0, deleted = 0, first = 0;
     gint64 size = 0;
     for (guint i = 0; i < v->len; i++) {
         const KrMailboxMsg *m = &g_array_index(v, KrMailboxMsg, i);
-        unseen += !(m->flags & KR_FLAG_SEEN);
+        if (!(m->flags & KR_FLAG_SEEN)) {
+            unseen++;
+            if (!first)
+                first = i + 1;
+        }
         deleted += (m->flags & KR_FLAG_DELETED) != 0;
         size += m->size;
     }
     *unseen_r = unseen;
     *deleted_r = deleted;
     *size_r = size;
+    *first_unseen_r = first;
 }
 
 /* Mark the view's messages with UIDs in [lo, hi) \Recent (copying a
@@ -343,7 +351,7 @@ view_build(KrMailbox *mb)
         f->snap = v;
         f->snap_version = idx->msgs_version;
         f->snap_uidvalidity = idx->uidvalidity;
-        count_view(v, &f->snap_unseen, &f->snap_deleted, &f->snap_size);
+        count_view(v, &f->snap_unseen, &f->snap_deleted, &f->snap_size, &f->snap_first_unseen);
     }
     if (mb->view)
         g_array_unref(mb->view);
@@ -352,6 +360,7 @@ view_build(KrMailbox *mb)
     mb->unseen = f->snap_unseen;
     mb->deleted = f->snap_deleted;
     mb->size = f->snap_size;
+    mb->first_unseen = f->snap_first_unseen;
     take_counters(mb);
 }
 
@@ -590,7 +599,7 @@ mb_sync(KrMailbox *mb, KrMailboxChanges *ch, GError **error)
     mb->view = view;
     mb->view_shared = FALSE;
     take_counters(mb);
-    count_view(view, &mb->unseen, &mb->deleted, &mb->size);
+    count_view(view, &mb->unseen, &mb->deleted, &mb->size, &mb->first_unseen);
     mark_recent(mb, rlo, rhi);
     g_mutex_unlock(&f->lock);
     if (ch) {
@@ -653,6 +662,20 @@ mb_get_status(KrMailbox *mb, KrMailboxStatus *st)
     st->unseen = mb->unseen;
     st->deleted = mb->deleted;
     st->size = mb->size;
+}
+
+static guint32
+mb_first_unseen(KrMailbox *mb)
+{
+    if (mb->first_unseen == G_MAXUINT32) {
+        mb->first_unseen = 0;
+        for (guint i = 0; i < mb->view->len; i++)
+            if (!(g_array_index(mb->view, KrMailboxMsg, i).flags & KR_FLAG_SEEN)) {
+                mb->first_unseen = i + 1;
+                break;
+            }
+    }
+    return mb->first_unseen;
 }
 
 static const char *const *
@@ -835,6 +858,8 @@ mb_set_flags(KrMailbox *mb, const guint32 *uids, guint n, KrFlagsOp op, guint32 
             mb->unseen += !(m->flags & KR_FLAG_SEEN);
             mb->deleted += (m->flags & KR_FLAG_DELETED) != 0;
         }
+        if (done->len)
+            mb->first_unseen = G_MAXUINT32; /* found again when asked */
         if (idx->keywords->len != g_strv_length(mb->keywords)) {
             /* The view does not have others' changes yet: not synced. */
             guint64 v = mb->synced_version, mv = mb->synced_msgs_version;
@@ -1180,4 +1205,5 @@ const KrMailboxOps maildir_mailbox_ops = {
     .change_counter = mb_change_counter,
     .watch = mb_watch,
     .release = mb_release,
+    .first_unseen = mb_first_unseen,
 };

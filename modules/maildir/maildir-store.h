@@ -59,6 +59,7 @@ struct MdFolder {
     guint64 snap_version;
     guint32 snap_uidvalidity;
     guint32 snap_unseen, snap_deleted; /* counts of snap (get_status) */
+    guint32 snap_first_unseen;         /* its first message without \Seen */
     gint64 snap_size;
 };
 

@@ -326,7 +326,12 @@ typedef struct KrMailboxOps {
      * than its view. Trouble is logged, not returned (a cache). */
     void (*release)(KrMailbox *mb);
 
-    void *spare[15];
+    /* (fast) Sequence number of the view's first message without \Seen
+     * (IMAP's [UNSEEN n] at SELECT), 0 if there is none. Kept with the
+     * view's counts: no per-message work on an unchanged folder. */
+    guint32 (*first_unseen)(KrMailbox *mb);
+
+    void *spare[14];
 } KrMailboxOps;
 
 /* The mailbox ops of a KrStore (kr-registry.h), or NULL if it has none. */
