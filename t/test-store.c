@@ -387,7 +387,7 @@ test_flags(void)
     g_assert_cmpuint(ops->msg(b, 2)->flags & KR_FLAG_ALL, ==, KR_FLAG_SEEN);
     kr_mailbox_changes_clear(&ch);
     g_assert_cmpuint(ops->first_unseen(b), ==, 0); /* after the sync */
-    KrMailbox *c0 = open_mb("fay", NULL, 0); /* a new session, shared view */
+    KrMailbox *c0 = open_mb("fay", NULL, 0);       /* a new session, shared view */
     g_assert_cmpuint(ops->first_unseen(c0), ==, 0);
     ops->close(c0);
 
