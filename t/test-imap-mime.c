@@ -1310,6 +1310,25 @@ test_header_only(void)
         same_as_full(dir, cr, "big CRLF");
         same_as_full(dir, nb, "big, no body");
     }
+    /* HEADER.FIELDS of a header over 16 MiB (a file with no blank line):
+     * refused with an error, not filtered in memory; BODY[HEADER] of it
+     * still streams */
+    {
+        g_autoptr(GBytes) huge = big_header(17 * 1024 * 1024, "\n", "");
+        ImapMimeInput hin =
+            IMAP_MIME_INPUT_MEM(g_bytes_get_data(huge, NULL), g_bytes_get_size(huge));
+        g_autoptr(ImapCommand) hc = fetch_cmd("BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
+        guint64 hsize = 0;
+        GError *herr = NULL;
+        ImapMimeStream *hst =
+            imap_mime_header_stream_open(&hin, &hc->u.fetch.sections[0], &hsize, &herr);
+        g_assert_null(hst);
+        g_assert_error(herr, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO);
+        g_clear_error(&herr);
+        g_autoptr(GBytes) whole = header_only(&hin, "BODY.PEEK[HEADER]", 1 << 20);
+        g_assert_nonnull(whole);
+        g_assert_cmpuint(g_bytes_get_size(whole), >, 17 * 1024 * 1024);
+    }
     /* expected octets written out, so both paths cannot be wrong alike */
     static const char folded[] = "Subject: a\n\tb\nFrom: x@y\nsubject: c\nTo: t@u\n\nbody\n";
     g_autoptr(GBytes) fb = g_bytes_new_static(folded, strlen(folded));

@@ -30,9 +30,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK     65536
-#define HDR_FIRST 8192   /* first read of a header-only section */
-#define HDR_KEEP  262144 /* a bigger BODY[HEADER] is read again, in chunks */
+#define CHUNK          65536
+#define HDR_FIRST      8192               /* first read of a header-only section */
+#define HDR_KEEP       262144             /* a bigger BODY[HEADER] is read again, in chunks */
+#define HDR_FIELDS_MAX (16 * 1024 * 1024) /* HEADER.FIELDS of a bigger header: refused */
 
 static gpointer
 gmime_init_once(gpointer unused)
@@ -557,7 +558,7 @@ imap_mime_header_stream_open(const ImapMimeInput *in, const ImapFetchSection *se
     gboolean fields = sec->text != IMAP_SECTION_HEADER;
     GByteArray *keep = NULL;
     Range r;
-    if (!header_scan(in, fields ? G_MAXUINT32 - CHUNK : HDR_KEEP, &r, &keep, error))
+    if (!header_scan(in, fields ? HDR_FIELDS_MAX : HDR_KEEP, &r, &keep, error))
         return NULL;
     ImapMimeStream *st = g_new0(ImapMimeStream, 1);
     st->in = *in;
@@ -569,7 +570,7 @@ imap_mime_header_stream_open(const ImapMimeInput *in, const ImapFetchSection *se
         st->p.mem = g_byte_array_sized_new((guint)r.wire);
         gboolean last_cr = FALSE;
         mime_crlf_append(st->p.mem, keep->data, keep->len, &last_cr);
-    } else if (fields) { /* cannot be: kept whatever its size */
+    } else if (fields) { /* the header is over HDR_FIELDS_MAX: not filtered in memory */
         g_set_error_literal(error, IMAP_MIME_ERROR, IMAP_MIME_ERROR_IO, "Header too large");
         g_free(st);
         return NULL;
