@@ -15,9 +15,8 @@
  *                      kr_qfile_encode_header, kr_qfile_decode_header,
  *                      kr_qfile_check_limits, kr_qfile_build_envelope
  *   kr-qfile.c:        kr_qfile_make_id, kr_qfile_adopt_envelope
- *   kr-qfile-spare.c:  kr_qfile_spool_from_spare, kr_qfile_spare_put,
- *                      kr_qfile_spare_drain, kr_qfile_check_full,
- *                      kr_qfile_keep_as_spare
+ *   kr-qfile-spare.c:  kr_qfile_spare_put, kr_qfile_spare_drain,
+ *                      kr_qfile_check_full, kr_qfile_keep_as_spare
  *
  * DESCRIPTION
  *   The layout constants of docs/queue-format.md and the helpers the
@@ -155,8 +154,6 @@ void kr_qfile_adopt_envelope(KrMsg *msg, goffset env_off, gsize env_len, guint32
 
 /* --- kr-qfile-spare.c: the spare file pool --------------------------------- */
 
-/* Turn a spare into msg's spool (DIR/.tmp-ID); FALSE if none worked. */
-gboolean kr_qfile_spool_from_spare(KrMsg *msg);
 /* Give a reservation back; with fd >= 0, add that spare (fd, path: taken)
  * to the pool. */
 void kr_qfile_spare_put(int fd, char *path);

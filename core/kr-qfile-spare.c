@@ -11,7 +11,6 @@
  *
  *   #include "kr-qfile-private.h"
  *
- *   kr_qfile_spool_from_spare(msg)    a spare becomes msg's spool
  *   kr_qfile_keep_as_spare(msg, path, &gone)
  *                                     B: a removed file becomes a spare
  *   kr_qfile_spare_put(fd, path)      give a reservation back (and the file)
@@ -106,8 +105,8 @@ spare_take(Spare *sp)
 }
 
 /* Turn a spare into msg's spool (DIR/.tmp-ID); FALSE if none worked. */
-gboolean
-kr_qfile_spool_from_spare(KrMsg *msg)
+static gboolean
+spool_from_spare(KrMsg *msg)
 {
     Spare sp;
     while (spare_take(&sp)) {
@@ -163,7 +162,7 @@ kr_msg_new_spool_spare(KrQueueDir dir)
     KrMsg *msg = kr_msg_alloc();
     msg->dir = dir;
     msg->content_off = QF_CONTENT_OFF;
-    if (!kr_qfile_spool_from_spare(msg)) {
+    if (!spool_from_spare(msg)) {
         msg->gone = TRUE;
         kr_msg_unref(msg);
         return NULL;

@@ -6,7 +6,7 @@
  * SYNOPSIS
  *   #include <kurir/kurir.h>
  *
- *   kr_msg_new_spool(dir, error)        create DIR/.tmp-ID (0600, O_EXCL)
+ *   kr_msg_new_spool(dir, error)        DIR/.tmp-ID: a pooled spare, else created (0600, O_EXCL)
  *   kr_msg_append(msg, data, len, err)  stream content into the spool
  *   kr_msg_commit(msg, dir, error)      B: envelope, headers, fsync,
  *                                       rename to DIR/ID, fsync DIR
@@ -95,10 +95,12 @@ KrMsg *
 kr_msg_new_spool(KrQueueDir dir, GError **error)
 {
     g_return_val_if_fail((unsigned)dir < KR_QUEUE_N_DIRS, NULL);
-    KrMsg *msg = kr_msg_alloc();
+    KrMsg *msg = kr_msg_new_spool_spare(dir);
+    if (msg)
+        return msg;
+    msg = kr_msg_alloc();
     msg->dir = dir;
     msg->content_off = QF_CONTENT_OFF;
-    kr_qfile_spool_from_spare(msg);
     for (int tries = 0; msg->fd < 0; tries++) {
         kr_qfile_make_id(msg->id);
         g_autofree char *path = kr_qfile_tmp_path(msg);
