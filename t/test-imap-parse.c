@@ -553,6 +553,7 @@ test_parse_errors(void)
     BAD_IS("A1 FETCH 1 FROB", "A1 BAD Unknown FETCH item");
     BAD_IS("A1 FETCH $ FLAGS", "A1 BAD Invalid sequence set"); /* SEARCHRES off */
     BAD_IS("A1 SEARCH FROB", "A1 BAD Unknown search key");
+    BAD_IS("A1 SEARCH RETURN (FROB) ALL", "A1 BAD Unknown SEARCH return option");
     BAD_IS("A1 SELECT INBOX (QRESYNC (0 1))", "A1 BAD Number must not be zero");
     BAD_IS("A1 SELECT INBOX (QRESYNC (1 0))", "A1 BAD Invalid mod-sequence");
     BAD_IS("A1 SELECT INBOX (QRESYNC (1 5 1:*))", "A1 BAD Invalid known-uids");

@@ -217,6 +217,28 @@ imap_lex_keyword(ImapLex *lx, char *out, gsize outsz)
 }
 
 gboolean
+imap_lex_word_set(ImapLex *lx, const char *const *names, guint n, gboolean allow_empty,
+                  const char *unknown_text, guint *mask_r)
+{
+    if (!imap_lex_open(lx))
+        return FALSE;
+    if (allow_empty && imap_lex_peek(lx) == ')')
+        return imap_lex_close(lx);
+    do {
+        char kw[32];
+        if (!imap_lex_keyword(lx, kw, sizeof kw))
+            return FALSE;
+        guint i = 0;
+        while (i < n && strcmp(kw, names[i]) != 0)
+            i++;
+        if (i == n)
+            return imap_lex_fail(lx, NULL, unknown_text);
+        *mask_r |= 1u << i;
+    } while (imap_lex_try_sp(lx));
+    return imap_lex_close(lx);
+}
+
+gboolean
 imap_lex_is(const char *word, gsize len, const char *kw)
 {
     return strlen(kw) == len && g_ascii_strncasecmp(word, kw, len) == 0;

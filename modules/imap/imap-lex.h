@@ -97,6 +97,11 @@ gboolean imap_lex_open(ImapLex *lx);
 gboolean imap_lex_close(ImapLex *lx);
 gboolean imap_lex_atom(ImapLex *lx, const char **s, gsize *len);
 gboolean imap_lex_keyword(ImapLex *lx, char *out, gsize outsz);
+/* "(" word *(SP word) ")" where every word is one of names[0..n) (any
+ * case, at most 31 octets): bit i of *mask_r set for names[i]. "()" only
+ * when allow_empty; an unknown word fails with BAD unknown_text. */
+gboolean imap_lex_word_set(ImapLex *lx, const char *const *names, guint n, gboolean allow_empty,
+                           const char *unknown_text, guint *mask_r);
 gboolean imap_lex_is(const char *word, gsize len, const char *kw);
 gboolean imap_lex_astring(ImapLex *lx, char **out);
 gboolean imap_lex_string(ImapLex *lx, char **out);

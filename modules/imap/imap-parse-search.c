@@ -264,23 +264,8 @@ return_opts(ImapLex *lx, ImapSearchArgs *a)
 {
     static const char *const opts[] = {"MIN", "MAX", "ALL", "COUNT", "SAVE"};
     a->esearch = TRUE;
-    if (!imap_lex_sp(lx) || !imap_lex_open(lx))
-        return FALSE;
-    if (imap_lex_peek(lx) != ')') {
-        do {
-            char kw[8];
-            if (!imap_lex_keyword(lx, kw, sizeof kw))
-                return FALSE;
-            guint i;
-            for (i = 0; i < G_N_ELEMENTS(opts); i++)
-                if (strcmp(kw, opts[i]) == 0)
-                    break;
-            if (i == G_N_ELEMENTS(opts))
-                return imap_lex_fail(lx, NULL, "Unknown SEARCH return option");
-            a->ret |= 1u << i;
-        } while (imap_lex_try_sp(lx));
-    }
-    if (!imap_lex_close(lx))
+    if (!imap_lex_sp(lx) || !imap_lex_word_set(lx, opts, G_N_ELEMENTS(opts), TRUE,
+                                               "Unknown SEARCH return option", &a->ret))
         return FALSE;
     if (a->ret == 0)
         a->ret = IMAP_SEARCH_RET_ALL; /* RFC 4731 3.1 */

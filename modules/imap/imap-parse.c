@@ -256,21 +256,8 @@ static const char *const status_items[] = {"MESSAGES",    "RECENT",        "UIDN
 static gboolean
 parse_status_items(ImapLex *lx, guint *items)
 {
-    if (!imap_lex_open(lx))
-        return FALSE;
-    do {
-        char kw[16];
-        if (!imap_lex_keyword(lx, kw, sizeof kw))
-            return FALSE;
-        guint i;
-        for (i = 0; i < G_N_ELEMENTS(status_items); i++)
-            if (strcmp(kw, status_items[i]) == 0)
-                break;
-        if (i == G_N_ELEMENTS(status_items))
-            return imap_lex_fail(lx, NULL, "Unknown STATUS item");
-        *items |= 1u << i;
-    } while (imap_lex_try_sp(lx));
-    return imap_lex_close(lx);
+    return imap_lex_word_set(lx, status_items, G_N_ELEMENTS(status_items), FALSE,
+                             "Unknown STATUS item", items);
 }
 
 static gboolean
@@ -284,23 +271,8 @@ static gboolean
 parse_list_select(ImapLex *lx, ImapListArgs *a)
 {
     static const char *const opts[] = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"};
-    if (!imap_lex_open(lx))
-        return FALSE;
-    if (imap_lex_peek(lx) != ')') {
-        do {
-            char kw[16];
-            if (!imap_lex_keyword(lx, kw, sizeof kw))
-                return FALSE;
-            guint i;
-            for (i = 0; i < G_N_ELEMENTS(opts); i++)
-                if (strcmp(kw, opts[i]) == 0)
-                    break;
-            if (i == G_N_ELEMENTS(opts))
-                return imap_lex_fail(lx, NULL, "Unknown LIST selection option");
-            a->select |= 1u << i;
-        } while (imap_lex_try_sp(lx));
-    }
-    if (!imap_lex_close(lx))
+    if (!imap_lex_word_set(lx, opts, G_N_ELEMENTS(opts), TRUE, "Unknown LIST selection option",
+                           &a->select))
         return FALSE;
     /* RFC 5258 3: RECURSIVEMATCH alone is an error */
     if ((a->select & IMAP_LIST_SEL_RECURSIVEMATCH) &&
